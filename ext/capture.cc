@@ -1,0 +1,313 @@
+// capture.cc — trigger-based capture.
+//
+// Each captured table gets AFTER INSERT / UPDATE / DELETE triggers, written in
+// plain SQL (no extension function), so writers that never loaded the
+// extension are captured too. A trigger appends one event to __cdc_log:
+//
+//   INSERT INTO __cdc_log(ts, shape, op, v0, v1, ...)
+//        VALUES(<now in ms>, <shape>, <op>, NEW."a", NEW."b", ...);
+//
+// Values are stored as they are (no JSON in the trigger): this keeps every
+// type exact, can never fail the user's write, and is the cheapest encoding
+// measured (see bench/). Sequences longer than the log width go first into
+// continuation rows (op 0).
+//
+// REPLACE conflicts. `INSERT OR REPLACE` / `UPDATE OR REPLACE` (or a column's
+// ON CONFLICT REPLACE) delete the rows that conflict on a UNIQUE constraint,
+// and SQLite fires no DELETE trigger for them unless recursive_triggers is
+// on. For tables with UNIQUE constraints besides the primary key, a BEFORE
+// trigger copies the rows that the new values would conflict with into
+// __cdc_stage_<id>; the AFTER trigger logs a DELETE for each staged row that
+// no longer exists, then the INSERT/UPDATE itself. With recursive_triggers on,
+// the DELETE trigger fires for the replaced row and removes it from the stage,
+// so it is logged once. A conflict on the primary key itself needs no DELETE
+// event: the INSERT/UPDATE event carries the same key and replaces the row.
+// Tables without extra UNIQUE constraints get no stage and pay nothing.
+#include "capture.h"
+
+#include "json.h"
+
+namespace cdc {
+
+namespace {
+
+std::string TriggerPrefix(int64_t tid) { return "__cdc_" + std::to_string(tid) + "_"; }
+std::string StageName(int64_t tid) { return "__cdc_stage_" + std::to_string(tid); }
+
+std::vector<std::string> Row(const TableInfo& t, const std::string& prefix) {
+  std::vector<std::string> out;
+  out.reserve(t.columns.size());
+  for (auto& c : t.columns) out.push_back(prefix + Ident(c));
+  return out;
+}
+
+// Statements appending one event whose value sequence is `vals`. With `from`
+// empty the values are expressions (VALUES form); otherwise they are selected
+// with `from` ("FROM ... WHERE ...").
+std::string LogAppend(const std::vector<std::string>& vals, int width, int64_t shape, int op,
+                      const std::string& from) {
+  std::string sql;
+  size_t n = vals.size();
+  size_t w = static_cast<size_t>(width);
+  size_t first_last = n == 0 ? 0 : ((n - 1) / w) * w;  // start of the final chunk
+  for (size_t start = 0; start <= first_last; start += w) {
+    bool last = start == first_last;
+    size_t end = std::min(n, start + w);
+    sql += "INSERT INTO __cdc_log(";
+    sql += "ts,shape,op";
+    for (size_t i = start; i < end; i++) sql += ",v" + std::to_string(i - start);
+    sql += from.empty() ? ") VALUES(" : ") SELECT ";
+    // A continuation row's ts holds how many values it carries.
+    sql += (last ? std::string(kNowMs) : std::to_string(end - start)) + ",";
+    sql += std::to_string(shape) + "," + std::to_string(last ? op : kOpCont);
+    for (size_t i = start; i < end; i++) sql += "," + vals[i];
+    sql += from.empty() ? ");\n" : " " + from + ";\n";
+    if (n == 0) break;
+  }
+  return sql;
+}
+
+bool HasStage(const TableInfo& t) {
+  return !t.uniques.empty() && (t.without_rowid ? !t.pk.empty() : !t.rowid.empty());
+}
+
+// "stage row `s` is the same table row as `row`" (row: "OLD." or the table).
+std::string KeyMatch(const TableInfo& t, const std::string& stage, const std::string& row) {
+  if (!t.without_rowid) return stage + ".k = " + row + t.rowid;
+  std::string l, r;
+  for (size_t i = 0; i < t.pk.size(); i++) {
+    if (i) { l += ","; r += ","; }
+    l += stage + ".c" + std::to_string(t.pk[i]);
+    r += row + Ident(t.columns[static_cast<size_t>(t.pk[i])]);
+  }
+  return "(" + l + ") = (" + r + ")";
+}
+
+// BEFORE trigger body: stage the rows NEW would conflict with.
+std::string StageRows(const TableInfo& t, int64_t tid, bool is_update) {
+  std::string stage = StageName(tid);
+  std::string sql = "DELETE FROM " + stage + ";\nINSERT INTO " + stage + "(k";
+  for (size_t i = 0; i < t.columns.size(); i++) sql += ",c" + std::to_string(i);
+  sql += ") SELECT " + (t.without_rowid ? std::string("NULL") : t.rowid);
+  for (auto& c : t.columns) sql += "," + Ident(c);
+  sql += " FROM " + Ident(t.name) + " WHERE (";
+  for (size_t u = 0; u < t.uniques.size(); u++) {
+    if (u) sql += " OR ";
+    sql += "(";
+    for (size_t j = 0; j < t.uniques[u].size(); j++) {
+      const std::string col = Ident(t.columns[static_cast<size_t>(t.uniques[u][j])]);
+      if (j) sql += " AND ";
+      sql += col + " = NEW." + col;
+    }
+    sql += ")";
+  }
+  sql += ")";
+  if (is_update) {
+    if (!t.without_rowid) {
+      sql += " AND " + t.rowid + " <> OLD." + t.rowid;
+    } else {
+      std::string l, r;
+      for (size_t i = 0; i < t.pk.size(); i++) {
+        const std::string col = Ident(t.columns[static_cast<size_t>(t.pk[i])]);
+        if (i) { l += ","; r += ","; }
+        l += col;
+        r += "OLD." + col;
+      }
+      sql += " AND (" + l + ") <> (" + r + ")";
+    }
+  }
+  return sql + ";\n";
+}
+
+// AFTER trigger prologue: log a DELETE for each staged row that is gone.
+std::string LogStagedDeletes(const TableInfo& t, int64_t tid, int width, int64_t shape) {
+  std::string stage = StageName(tid);
+  std::vector<std::string> vals;
+  for (size_t i = 0; i < t.columns.size(); i++) vals.push_back("s.c" + std::to_string(i));
+  const std::string first = "(SELECT min(rowid) FROM " + stage + ")";
+  const std::string from = "FROM " + stage + " AS s WHERE s.rowid = " + first +
+                           " AND NOT EXISTS (SELECT 1 FROM " + Ident(t.name) + " AS r WHERE " +
+                           KeyMatch(t, "s", "r.") + ")";
+  std::string sql;
+  // A row conflicts with at most one row per UNIQUE constraint.
+  for (size_t u = 0; u < t.uniques.size(); u++) {
+    sql += LogAppend(vals, width, shape, kOpDelete, from);
+    sql += "DELETE FROM " + stage + " WHERE rowid = " + first + ";\n";
+  }
+  return sql + "DELETE FROM " + stage + ";\n";
+}
+
+std::string Trigger(int64_t tid, const char* suffix, const std::string& when,
+                    const TableInfo& t, const std::string& body) {
+  return "CREATE TRIGGER main." + Ident(TriggerPrefix(tid) + suffix) + " " + when + " ON " +
+         Ident(t.name) + " FOR EACH ROW BEGIN\n" + body + "END;\n";
+}
+
+Status DropTriggers(sqlite3* db, int64_t tid) {
+  const std::string prefix = TriggerPrefix(tid);
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "SELECT name FROM main.sqlite_schema WHERE type = 'trigger' AND substr(name, 1, length(?1)) = ?1"));
+  st.Bind(1, prefix);
+  std::string sql;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) sql += "DROP TRIGGER main." + Ident(st.Text(0)) + ";";
+  if (rc != SQLITE_DONE) return Status::FromDb(db, "drop triggers");
+  st = Stmt();
+  sql += "DROP TABLE IF EXISTS main." + Ident(StageName(tid)) + ";";
+  return Exec(db, sql);
+}
+
+}  // namespace
+
+int WantedLogWidth(size_t ncols) {
+  // Narrow tables keep an UPDATE's two images in one row; wider ones take one
+  // image per row, so narrow tables captured beside them pay less padding.
+  size_t want = 2 * ncols <= 64 ? 2 * ncols : ncols;
+  return static_cast<int>(std::min<size_t>(want, kMaxLogWidth));
+}
+
+std::string ColumnsJson(const TableInfo& t) {
+  std::string out = "[";
+  for (size_t i = 0; i < t.columns.size(); i++) {
+    if (i) out += ",";
+    JsonString(&out, t.columns[i]);
+  }
+  return out + "]";
+}
+
+std::string CaptureSql(const TableInfo& t, int64_t tid, int64_t shape, int width) {
+  const bool stage = HasStage(t);
+  std::vector<std::string> before = Row(t, "OLD."), after = Row(t, "NEW.");
+  std::vector<std::string> both = before;
+  both.insert(both.end(), after.begin(), after.end());
+  std::string sql;
+  if (stage) {
+    sql += "CREATE TABLE main." + Ident(StageName(tid)) + "(k";
+    for (size_t i = 0; i < t.columns.size(); i++) sql += ",c" + std::to_string(i);
+    sql += ");\n";
+    sql += Trigger(tid, "before_insert", "BEFORE INSERT", t, StageRows(t, tid, false));
+    std::string ucols;
+    for (auto& u : t.uniques) {
+      for (int c : u) ucols += (ucols.empty() ? "" : ",") + Ident(t.columns[static_cast<size_t>(c)]);
+    }
+    sql += Trigger(tid, "before_update", "BEFORE UPDATE OF " + ucols, t, StageRows(t, tid, true));
+  }
+  const std::string staged = stage ? LogStagedDeletes(t, tid, width, shape) : "";
+  sql += Trigger(tid, "insert", "AFTER INSERT", t, staged + LogAppend(after, width, shape, kOpInsert, ""));
+  sql += Trigger(tid, "update", "AFTER UPDATE", t, staged + LogAppend(both, width, shape, kOpUpdate, ""));
+  std::string unstage;
+  if (stage) unstage = "DELETE FROM " + StageName(tid) + " WHERE " + KeyMatch(t, StageName(tid), "OLD.") + ";\n";
+  sql += Trigger(tid, "delete", "AFTER DELETE", t, unstage + LogAppend(before, width, shape, kOpDelete, ""));
+  return sql;
+}
+
+Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
+  TableInfo t;
+  CDC_RETURN_IF_ERROR(InspectTable(db, fn, table, &t));
+  CDC_RETURN_IF_ERROR(EnsureInternalTables(db));
+
+  // The shape: reuse the newest one with the same column list.
+  const std::string cols = ColumnsJson(t);
+  int64_t shape = 0;
+  {
+    Stmt st;
+    CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT max(id) FROM main.__cdc_shapes WHERE tbl = ?1 AND columns = ?2"));
+    st.Bind(1, t.name);
+    st.Bind(2, cols);
+    if (st.Step() != SQLITE_ROW) return Status::FromDb(db, fn);
+    shape = st.Int(0);
+  }
+  if (shape == 0) {
+    Stmt st;
+    CDC_RETURN_IF_ERROR(st.Prepare(db, "INSERT INTO main.__cdc_shapes(tbl, columns) VALUES(?1, ?2)"));
+    st.Bind(1, t.name);
+    st.Bind(2, cols);
+    if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+    shape = sqlite3_last_insert_rowid(db);
+  }
+  int64_t tid = 0;
+  {
+    Stmt st;
+    CDC_RETURN_IF_ERROR(st.Prepare(
+        db, "INSERT INTO main.__cdc_tables(name, shape) VALUES(?1, ?2) "
+            "ON CONFLICT(name) DO UPDATE SET shape = excluded.shape RETURNING id"));
+    st.Bind(1, t.name);
+    st.Bind(2, shape);
+    if (st.Step() != SQLITE_ROW) return Status::FromDb(db, fn);
+    tid = st.Int(0);
+    if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+  }
+  int width = 0;
+  CDC_RETURN_IF_ERROR(WidenLog(db, WantedLogWidth(t.columns.size())));
+  CDC_RETURN_IF_ERROR(LogWidth(db, &width));
+  CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
+  Status st = Exec(db, CaptureSql(t, tid, shape, width));
+  if (!st.ok()) return Status::Error(std::string(fn) + ": cannot install triggers: " + st.message());
+  return Status();
+}
+
+Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
+  if (!InternalTablesExist(db)) {
+    return Status::Error(std::string(fn) + ": table " + Literal(table) + " is not captured");
+  }
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT id FROM main.__cdc_tables WHERE name = ?1 COLLATE NOCASE"));
+  st.Bind(1, table);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return Status::Error(std::string(fn) + ": table " + Literal(table) + " is not captured");
+  if (rc != SQLITE_ROW) return Status::FromDb(db, fn);
+  int64_t tid = st.Int(0);
+  st = Stmt();
+  CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
+  return Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(tid));
+}
+
+Status TeardownAll(sqlite3* db) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "SELECT type, name FROM main.sqlite_schema WHERE type IN ('trigger', 'table') "
+          "AND substr(name, 1, 6) = '__cdc_' ORDER BY type = 'table'"));
+  std::string sql;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    sql += (st.Text(0) == "trigger" ? "DROP TRIGGER main." : "DROP TABLE main.") + Ident(st.Text(1)) + ";";
+  }
+  if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_teardown");
+  st = Stmt();
+  return Exec(db, sql);
+}
+
+void SqlSetup(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  (void)argc;
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  std::string table;
+  Status st = ArgText("cdc_setup", argv, 0, "table", &table);
+  if (st.ok()) st = RequireWritable(db, "cdc_setup");
+  if (st.ok()) {
+    Savepoint sp(db, "cdc_setup");
+    st = sp.Begin();
+    if (st.ok()) st = SetupTable(db, "cdc_setup", table);
+    if (st.ok()) st = sp.Release();
+  }
+  if (!st.ok()) return ResultError(ctx, st);
+  sqlite3_result_int(ctx, 1);
+}
+
+void SqlTeardown(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  std::string table;
+  Status st;
+  if (argc == 1) st = ArgText("cdc_teardown", argv, 0, "table", &table);
+  if (st.ok()) st = RequireWritable(db, "cdc_teardown");
+  if (st.ok()) {
+    Savepoint sp(db, "cdc_teardown");
+    st = sp.Begin();
+    if (st.ok()) st = argc == 1 ? TeardownTable(db, "cdc_teardown", table) : TeardownAll(db);
+    if (st.ok()) st = sp.Release();
+  }
+  if (!st.ok()) return ResultError(ctx, st);
+  sqlite3_result_int(ctx, 1);
+}
+
+}  // namespace cdc

@@ -1,0 +1,60 @@
+// cdc.cc — entry point of the sqlite-cdc loadable extension.
+//
+//   .load ./build/cdc            -- sqlite3 shell
+//   SELECT cdc_setup('orders');  -- capture a table
+//
+// Registers every SQL function and module from the static tables below and
+// reports which one failed. The functions themselves live beside this file,
+// one concern per file (capture.cc, ...). See README.md for the reference.
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT1
+
+#include <string>
+
+#include "capture.h"
+#include "util.h"
+
+#define CDC_VERSION "0.1.0"
+
+namespace cdc {
+namespace {
+
+void SqlVersion(sqlite3_context* ctx, int, sqlite3_value**) {
+  sqlite3_result_text(ctx, CDC_VERSION, -1, SQLITE_STATIC);
+}
+
+// Functions that change the schema or the log are SQLITE_DIRECTONLY: they
+// cannot be called from triggers, views or CHECK constraints.
+constexpr int kDirect = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+constexpr int kPure = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
+
+struct FunctionDef {
+  const char* name;
+  int nargs;
+  int flags;
+  void (*fn)(sqlite3_context*, int, sqlite3_value**);
+};
+
+const FunctionDef kFunctions[] = {
+    {"cdc_version", 0, kPure, SqlVersion},
+    {"cdc_setup", 1, kDirect, SqlSetup},
+    {"cdc_teardown", 0, kDirect, SqlTeardown},
+    {"cdc_teardown", 1, kDirect, SqlTeardown},
+};
+
+}  // namespace
+}  // namespace cdc
+
+extern "C" __attribute__((visibility("default"))) int sqlite3_cdc_init(
+    sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi) {
+  SQLITE_EXTENSION_INIT2(pApi);
+  for (const auto& f : cdc::kFunctions) {
+    int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, nullptr, f.fn, nullptr,
+                                        nullptr, nullptr);
+    if (rc != SQLITE_OK) {
+      *pzErrMsg = sqlite3_mprintf("sqlite-cdc: cannot register %s: %s", f.name, sqlite3_errmsg(db));
+      return rc;
+    }
+  }
+  return SQLITE_OK;
+}

@@ -1,0 +1,136 @@
+// json.cc — see json.h.
+#include "json.h"
+
+#include <charconv>
+#include <cmath>
+
+namespace cdc {
+
+namespace {
+
+// Length of the valid UTF-8 sequence starting at p (at most n bytes), or 0.
+size_t Utf8Len(const unsigned char* p, size_t n) {
+  unsigned char c = p[0];
+  size_t len;
+  uint32_t cp;
+  if (c < 0x80) return 1;
+  if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+  else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+  else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+  else return 0;
+  if (len > n) return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((p[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[i] & 0x3F);
+  }
+  // Reject overlong forms, surrogates and values past U+10FFFF.
+  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+      (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+    return 0;
+  }
+  return len;
+}
+
+const char kHex[] = "0123456789ABCDEF";
+
+}  // namespace
+
+void JsonString(std::string* out, const char* s, size_t n) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s);
+  out->push_back('"');
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = p[i];
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      out->push_back(static_cast<char>(c));
+      i++;
+      continue;
+    }
+    switch (c) {
+      case '"': out->append("\\\""); i++; continue;
+      case '\\': out->append("\\\\"); i++; continue;
+      case '\n': out->append("\\n"); i++; continue;
+      case '\r': out->append("\\r"); i++; continue;
+      case '\t': out->append("\\t"); i++; continue;
+      default: break;
+    }
+    if (c < 0x20) {
+      out->append("\\u00");
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 15]);
+      i++;
+      continue;
+    }
+    size_t len = Utf8Len(p + i, n - i);
+    if (len == 0) {
+      out->append("\xEF\xBF\xBD");  // U+FFFD for a byte that is not UTF-8
+      i++;
+    } else {
+      out->append(s + i, len);
+      i += len;
+    }
+  }
+  out->push_back('"');
+}
+
+void JsonInt(std::string* out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, r.ptr);
+}
+
+void JsonDouble(std::string* out, double v) {
+  if (std::isnan(v)) {  // SQLite stores NaN as NULL; kept for safety
+    out->append("null");
+    return;
+  }
+  if (std::isinf(v)) {
+    out->append(v > 0 ? "9e999" : "-9e999");
+    return;
+  }
+  char buf[40];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip form
+  std::string_view s(buf, static_cast<size_t>(r.ptr - buf));
+  out->append(s);
+  // "1" would read back as an integer; keep REALs recognisable as numbers
+  // with a fraction or exponent so consumers can tell 1 from 1.0.
+  if (s.find_first_of(".eE") == std::string_view::npos) out->append(".0");
+}
+
+void JsonBlob(std::string* out, const void* p, size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  out->append("{\"$blob\":\"");
+  size_t at = out->size();
+  out->resize(at + 2 * n);
+  for (size_t i = 0; i < n; i++) {
+    (*out)[at + 2 * i] = kHex[b[i] >> 4];
+    (*out)[at + 2 * i + 1] = kHex[b[i] & 15];
+  }
+  out->append("\"}");
+}
+
+void JsonValue(std::string* out, sqlite3_value* v) {
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+      JsonInt(out, sqlite3_value_int64(v));
+      break;
+    case SQLITE_FLOAT:
+      JsonDouble(out, sqlite3_value_double(v));
+      break;
+    case SQLITE_TEXT: {
+      const unsigned char* p = sqlite3_value_text(v);
+      JsonString(out, reinterpret_cast<const char*>(p),
+                 static_cast<size_t>(sqlite3_value_bytes(v)));
+      break;
+    }
+    case SQLITE_BLOB: {
+      const void* p = sqlite3_value_blob(v);
+      JsonBlob(out, p, static_cast<size_t>(sqlite3_value_bytes(v)));
+      break;
+    }
+    default:
+      out->append("null");
+  }
+}
+
+}  // namespace cdc

@@ -1,0 +1,148 @@
+// log.cc — see log.h.
+#include "log.h"
+
+#include "json.h"
+
+namespace cdc {
+
+void EventJson(std::string* out, const Event& e) {
+  out->append("{\"id\":");
+  JsonInt(out, e.id);
+  out->append(",\"ts\":");
+  JsonInt(out, e.ts);
+  out->append(",\"table\":");
+  JsonString(out, e.table);
+  out->append(",\"op\":\"");
+  out->append(OpName(e.op));
+  out->append("\",\"before\":");
+  out->append(e.has_before ? e.before : "null");
+  out->append(",\"after\":");
+  out->append(e.has_after ? e.after : "null");
+  out->push_back('}');
+}
+
+Status EventFloor(sqlite3* db, int64_t x, int64_t* out) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "SELECT id FROM main.__cdc_log WHERE id <= ?1 AND op <> 0 ORDER BY id DESC LIMIT 1"));
+  st.Bind(1, x);
+  int rc = st.Step();
+  if (rc == SQLITE_ROW) *out = st.Int(0);
+  else if (rc == SQLITE_DONE) *out = 0;
+  else return Status::FromDb(db, "read log");
+  return Status();
+}
+
+Status LogReader::LoadShape(sqlite3* db, int64_t id, const Shape** out) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "SELECT s.tbl, j.value FROM main.__cdc_shapes AS s, json_each(s.columns) AS j "
+          "WHERE s.id = ?1 ORDER BY j.key"));
+  st.Bind(1, id);
+  Shape shape;
+  int rc;
+  bool found = false;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    found = true;
+    shape.table = st.Text(0);
+    std::string key;
+    JsonString(&key, st.Text(1));
+    shape.keys.push_back(std::move(key));
+  }
+  if (rc != SQLITE_DONE) return Status::FromDb(db, "read shapes");
+  if (!found) return Status::Error("sqlite-cdc: log row refers to unknown shape " + std::to_string(id));
+  *out = &(shapes_[id] = std::move(shape));
+  return Status();
+}
+
+namespace {
+
+void Image(std::string* out, const std::vector<std::string>& keys,
+           const std::vector<sqlite3_value*>& seq, size_t from) {
+  out->clear();
+  out->push_back('{');
+  for (size_t i = 0; i < keys.size(); i++) {
+    if (i) out->push_back(',');
+    out->append(keys[i]);
+    out->push_back(':');
+    size_t at = from + i;
+    if (at < seq.size() && seq[at]) JsonValue(out, seq[at]);
+    else out->append("null");
+  }
+  out->push_back('}');
+}
+
+struct Dups {
+  std::vector<sqlite3_value*> v;
+  ~Dups() { Clear(); }
+  void Clear() {
+    for (auto* p : v) sqlite3_value_free(p);
+    v.clear();
+  }
+};
+
+}  // namespace
+
+Status LogReader::Read(sqlite3* db, const ReadRange& range,
+                       const std::function<bool(const Event&)>& fn) {
+  // Shapes are immutable, but cdc_teardown() may reuse ids: cache per call.
+  shapes_.clear();
+  if (range.limit <= 0 || range.upto <= range.after) return Status();
+  int64_t start = 0;
+  CDC_RETURN_IF_ERROR(EventFloor(db, range.after, &start));
+  std::string sql = "SELECT * FROM main.__cdc_log WHERE id > ?1 AND id <= ?2";
+  if (range.by_table) sql += " AND shape IN (SELECT id FROM main.__cdc_shapes WHERE tbl = ?3)";
+  sql += " ORDER BY id";
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, sql));
+  st.Bind(1, start);
+  st.Bind(2, range.upto);
+  if (range.by_table) st.Bind(3, range.table);
+
+  Dups cont;                         // values of pending continuation rows
+  std::vector<sqlite3_value*> seq;   // the event's whole value sequence
+  Event e;
+  int64_t emitted = 0;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    sqlite3_stmt* s = st.get();
+    int ncol = sqlite3_column_count(s);
+    int op = sqlite3_column_int(s, 3);
+    if (op == kOpCont) {
+      int carried = sqlite3_column_int(s, 1);  // a continuation row's ts: its value count
+      for (int c = 4; c < ncol && c - 4 < carried; c++) {
+        sqlite3_value* d = sqlite3_value_dup(sqlite3_column_value(s, c));
+        if (!d) return Status::Error("sqlite-cdc: out of memory");
+        cont.v.push_back(d);
+      }
+      continue;
+    }
+    e.id = sqlite3_column_int64(s, 0);
+    if (e.id <= range.after) {  // the floor row itself
+      cont.Clear();
+      continue;
+    }
+    const Shape* shape = nullptr;
+    int64_t sid = sqlite3_column_int64(s, 2);
+    auto it = shapes_.find(sid);
+    if (it != shapes_.end()) shape = &it->second;
+    else CDC_RETURN_IF_ERROR(LoadShape(db, sid, &shape));
+    e.ts = sqlite3_column_int64(s, 1);
+    e.op = op;
+    e.table = shape->table;
+    seq.assign(cont.v.begin(), cont.v.end());
+    for (int c = 4; c < ncol; c++) seq.push_back(sqlite3_column_value(s, c));
+    size_t n = shape->keys.size();
+    e.has_before = op == kOpUpdate || op == kOpDelete;
+    e.has_after = op == kOpUpdate || op == kOpInsert;
+    if (e.has_before) Image(&e.before, shape->keys, seq, 0);
+    if (e.has_after) Image(&e.after, shape->keys, seq, op == kOpUpdate ? n : 0);
+    bool keep_going = fn(e);
+    cont.Clear();
+    if (!keep_going || ++emitted >= range.limit) return Status();
+  }
+  if (rc != SQLITE_DONE) return Status::FromDb(db, "read log");
+  return Status();
+}
+
+}  // namespace cdc

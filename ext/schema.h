@@ -1,0 +1,69 @@
+// schema.h — the extension's internal tables and what it knows of a user table.
+//
+// Internal tables (all named __cdc_*, created by the first cdc_setup):
+//
+//   __cdc_tables(id INTEGER PRIMARY KEY, name TEXT UNIQUE, shape INTEGER)
+//       captured tables; shape is the shape their triggers currently write.
+//   __cdc_shapes(id INTEGER PRIMARY KEY, tbl TEXT, columns TEXT)
+//       every column list ever captured (columns: JSON array of names). Log
+//       rows name their shape, so old events decode after a schema change.
+//   __cdc_log(id INTEGER PRIMARY KEY, ts INTEGER, shape INTEGER, op INTEGER,
+//             v0, v1, ... )
+//       the change log. Values are stored as plain, untyped columns (so every
+//       value keeps its exact type and bytes); JSON is made by the reader.
+//       An event's value sequence is its before image then its after image
+//       (INSERT: after only; DELETE: before only). A sequence longer than the
+//       log's width continues over rows with op = 0 (kOpCont) that precede the
+//       event's row, in the same transaction; a continuation row's ts is the
+//       number of values it carries. The event's id is its own row id.
+//   __cdc_consumers(name TEXT PRIMARY KEY, pos INTEGER, ...) consumers.
+//   __cdc_stage_<table id>   rows a REPLACE may delete (see capture.cc).
+//
+// Change ids never repeat: __cdc_log has no AUTOINCREMENT (it costs 10-20% of
+// insert throughput); instead pruning never deletes the newest log row, so
+// max(id)+1 only ever grows.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "util.h"
+
+namespace cdc {
+
+// Event kinds as stored in __cdc_log.op.
+enum Op : int { kOpCont = 0, kOpInsert = 1, kOpUpdate = 2, kOpDelete = 3, kOpBootstrap = 4 };
+const char* OpName(int op);
+
+// Values one log row can hold, at most. Tables whose value sequence is longer
+// spill into continuation rows.
+constexpr int kMaxLogWidth = 1000;
+
+struct TableInfo {
+  std::string name;                  // as stored in sqlite_schema
+  bool without_rowid = false;
+  std::vector<std::string> columns;  // what SELECT * returns, in order
+  std::vector<bool> generated;       // per column: a generated column
+  std::vector<int> pk;               // WITHOUT ROWID: primary key columns
+  std::string rowid;                 // rowid tables: an unshadowed rowid name
+  // UNIQUE constraints other than the primary key whose conflicts a REPLACE
+  // resolves by deleting rows: plain column lists only.
+  std::vector<std::vector<int>> uniques;
+};
+
+// Finds `name` in the main database and checks it can be captured: an
+// ordinary table, not a view, virtual table, sqlite_* or __cdc_* table.
+// Errors name `fn`.
+Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableInfo* out);
+
+bool IsInternalName(const std::string& name);
+bool InternalTablesExist(sqlite3* db);
+Status EnsureInternalTables(sqlite3* db);
+// Number of value columns (v0..) __cdc_log has now.
+Status LogWidth(sqlite3* db, int* width);
+// Widens __cdc_log to at least `width` value columns.
+Status WidenLog(sqlite3* db, int width);
+// Current time in Unix milliseconds, as SQL (usable in triggers on 3.40).
+extern const char kNowMs[];
+
+}  // namespace cdc

@@ -1,0 +1,144 @@
+// util.cc — see util.h.
+#include "util.h"
+
+#include <cmath>
+
+namespace cdc {
+
+Status Status::FromDb(sqlite3* db, const std::string& context) {
+  return Error(context + ": " + sqlite3_errmsg(db));
+}
+
+std::string Ident(const std::string& name) {
+  std::string out;
+  out.reserve(name.size() + 2);
+  out.push_back('"');
+  for (char c : name) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string Literal(const std::string& text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out.push_back('\'');
+  for (char c : text) {
+    if (c == '\'') out.push_back('\'');
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+
+Status Stmt::Prepare(sqlite3* db, const std::string& sql) {
+  sqlite3_finalize(s_);
+  s_ = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &s_, nullptr) !=
+      SQLITE_OK) {
+    return Status::FromDb(db, "prepare");
+  }
+  return Status();
+}
+
+std::string Stmt::Text(int i) const {
+  const unsigned char* p = sqlite3_column_text(s_, i);
+  int n = sqlite3_column_bytes(s_, i);
+  return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)) : std::string();
+}
+
+Status Exec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    Str owned(err);
+    return Status::Error(err ? err : sqlite3_errmsg(db));
+  }
+  return Status();
+}
+
+Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, sql));
+  int rc = st.Step();
+  if (rc == SQLITE_ROW) {
+    *out = st.Int(0);
+  } else if (rc == SQLITE_DONE) {
+    *out = 0;
+  } else {
+    return Status::FromDb(db, "query");
+  }
+  return Status();
+}
+
+Savepoint::~Savepoint() {
+  if (!open_) return;
+  // Undo everything done since Begin(), then forget the savepoint. Errors
+  // here cannot be reported; the transaction state stays consistent because
+  // ROLLBACK TO never fails on a live savepoint.
+  Exec(db_, "ROLLBACK TO " + Ident(name_) + "; RELEASE " + Ident(name_));
+}
+
+Status Savepoint::Begin() {
+  CDC_RETURN_IF_ERROR(Exec(db_, "SAVEPOINT " + Ident(name_)));
+  open_ = true;
+  return Status();
+}
+
+Status Savepoint::Release() {
+  CDC_RETURN_IF_ERROR(Exec(db_, "RELEASE " + Ident(name_)));
+  open_ = false;
+  return Status();
+}
+
+void ResultError(sqlite3_context* ctx, const Status& st) {
+  sqlite3_result_error(ctx, st.message().c_str(), static_cast<int>(st.message().size()));
+}
+
+Status ArgText(const char* fn, sqlite3_value** argv, int i, const char* what,
+               std::string* out) {
+  int t = sqlite3_value_type(argv[i]);
+  if (t == SQLITE_NULL) {
+    return Status::Error(std::string(fn) + ": " + what + " must not be NULL");
+  }
+  if (t != SQLITE_TEXT) {
+    return Status::Error(std::string(fn) + ": " + what + " must be text");
+  }
+  const unsigned char* p = sqlite3_value_text(argv[i]);
+  int n = sqlite3_value_bytes(argv[i]);
+  out->assign(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+  if (out->empty()) {
+    return Status::Error(std::string(fn) + ": " + what + " must not be empty");
+  }
+  return Status();
+}
+
+Status ArgInt(const char* fn, sqlite3_value** argv, int i, const char* what,
+              int64_t* out) {
+  int t = sqlite3_value_type(argv[i]);
+  if (t == SQLITE_NULL) {
+    return Status::Error(std::string(fn) + ": " + what + " must not be NULL");
+  }
+  if (t == SQLITE_INTEGER) {
+    *out = sqlite3_value_int64(argv[i]);
+    return Status();
+  }
+  if (t == SQLITE_FLOAT) {
+    double d = sqlite3_value_double(argv[i]);
+    if (std::isfinite(d) && d == std::floor(d) && d >= -9.2e18 && d <= 9.2e18) {
+      *out = static_cast<int64_t>(d);
+      return Status();
+    }
+  }
+  return Status::Error(std::string(fn) + ": " + what + " must be an integer");
+}
+
+Status RequireWritable(sqlite3* db, const char* fn) {
+  if (sqlite3_db_readonly(db, "main") == 1) {
+    return Status::Error(std::string(fn) + ": the database is read-only");
+  }
+  return Status();
+}
+
+}  // namespace cdc

@@ -1,0 +1,142 @@
+// util.h — the small toolkit every other file of sqlite-cdc builds on.
+//
+//   Status       an error message or success; never an exception across C.
+//   Str          owner of an sqlite3_mprintf() string.
+//   Stmt         owner of a prepared statement, with typed bind/column helpers.
+//   Ident(x)     x quoted as an SQL identifier: "x" with " doubled.
+//   Literal(x)   x quoted as an SQL string literal: 'x' with ' doubled.
+//   Exec / Savepoint: run SQL on the caller's connection; a Savepoint rolls
+//   back in its destructor unless released, so SQL functions stay inside the
+//   caller's transaction.
+//
+// Every generated statement in the extension quotes identifiers with Ident()
+// and literals with Literal() (or binds them); nothing is pasted raw.
+#pragma once
+
+#include <sqlite3ext.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+SQLITE_EXTENSION_INIT3
+
+namespace cdc {
+
+// An error message, or success (empty message and ok()==true).
+class Status {
+ public:
+  Status() = default;
+  static Status Error(std::string msg) { return Status(std::move(msg)); }
+  // An error taken from the connection's current error message.
+  static Status FromDb(sqlite3* db, const std::string& context);
+  bool ok() const { return !failed_; }
+  const std::string& message() const { return msg_; }
+
+ private:
+  explicit Status(std::string msg) : msg_(std::move(msg)), failed_(true) {}
+  std::string msg_;
+  bool failed_ = false;
+};
+
+#define CDC_RETURN_IF_ERROR(expr)     \
+  do {                                \
+    ::cdc::Status _st = (expr);       \
+    if (!_st.ok()) return _st;        \
+  } while (0)
+
+// Owner of a string allocated by sqlite3_mprintf / sqlite3_malloc.
+class Str {
+ public:
+  Str() = default;
+  explicit Str(char* p) : p_(p) {}
+  Str(const Str&) = delete;
+  Str& operator=(const Str&) = delete;
+  Str(Str&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  Str& operator=(Str&& o) noexcept {
+    if (this != &o) { sqlite3_free(p_); p_ = std::exchange(o.p_, nullptr); }
+    return *this;
+  }
+  ~Str() { sqlite3_free(p_); }
+  const char* get() const { return p_; }
+  char* release() { return std::exchange(p_, nullptr); }
+
+ private:
+  char* p_ = nullptr;
+};
+
+// Quoting: the only two ways SQL text is built from names and values.
+std::string Ident(const std::string& name);    // "na""me"
+std::string Literal(const std::string& text);  // 'te''xt'
+
+// Owner of a prepared statement.
+class Stmt {
+ public:
+  Stmt() = default;
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Stmt(Stmt&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  Stmt& operator=(Stmt&& o) noexcept {
+    if (this != &o) { sqlite3_finalize(s_); s_ = std::exchange(o.s_, nullptr); }
+    return *this;
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+
+  Status Prepare(sqlite3* db, const std::string& sql);
+  sqlite3_stmt* get() const { return s_; }
+  explicit operator bool() const { return s_ != nullptr; }
+
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
+  void Bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void BindNull(int i) { sqlite3_bind_null(s_, i); }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(s_); }
+  void Reset() { sqlite3_reset(s_); sqlite3_clear_bindings(s_); }
+  int64_t Int(int i) const { return sqlite3_column_int64(s_, i); }
+  std::string Text(int i) const;
+  bool IsNull(int i) const { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// Runs one or more statements that return no rows.
+Status Exec(sqlite3* db, const std::string& sql);
+// Runs a single-value query; *out receives the first column of the first row
+// (0 when there is no row).
+Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out);
+
+// A savepoint on the caller's connection. Rolls back and releases in its
+// destructor unless Release() succeeded.
+class Savepoint {
+ public:
+  Savepoint(sqlite3* db, const char* name) : db_(db), name_(name) {}
+  Savepoint(const Savepoint&) = delete;
+  Savepoint& operator=(const Savepoint&) = delete;
+  ~Savepoint();
+  Status Begin();
+  Status Release();
+
+ private:
+  sqlite3* db_;
+  std::string name_;
+  bool open_ = false;
+};
+
+// Reports a Status as the SQL function's result error.
+void ResultError(sqlite3_context* ctx, const Status& st);
+
+// Argument checking helpers for SQL functions. Each returns an error that
+// names the function and the argument.
+Status ArgText(const char* fn, sqlite3_value** argv, int i, const char* what,
+               std::string* out);
+Status ArgInt(const char* fn, sqlite3_value** argv, int i, const char* what,
+              int64_t* out);
+
+// Fails with a clear message when the main database cannot be written.
+Status RequireWritable(sqlite3* db, const char* fn);
+
+}  // namespace cdc

@@ -1,0 +1,6 @@
+#pragma once
+
+namespace cdcbench {
+enum class CaptureOp { kInsertTx, kUpdateTx, kDeleteTx, kInsertAuto };
+void RegisterCaptureBenchmarks();
+}  // namespace cdcbench

@@ -22,6 +22,8 @@
 
 SQLITE_EXTENSION_INIT3
 
+#define CDC_VERSION_STRING "0.1.0"
+
 namespace cdc {
 
 // An error message, or success (empty message and ok()==true).

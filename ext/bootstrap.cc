@@ -132,6 +132,9 @@ Status EnsureStateTable(sqlite3* db, size_t nkey) {
 }
 
 Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t chunk, int64_t* written) {
+  Savepoint sp(db, "cdc_bootstrap");
+  CDC_RETURN_IF_ERROR(sp.Begin());
+  if (InternalTablesExist(db)) CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_log"));
   Captured cap;
   CDC_RETURN_IF_ERROR(LoadCaptured(db, fn, table, &cap));
   const TableInfo& t = cap.t;
@@ -139,8 +142,6 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
   CDC_RETURN_IF_ERROR(LogWidth(db, &width));
   std::vector<std::string> cols;
   for (auto& c : t.columns) cols.push_back(Ident(c));
-  Savepoint sp(db, "cdc_bootstrap");
-  CDC_RETURN_IF_ERROR(sp.Begin());
 
   if (chunk <= 0) {  // everything at once
     // A full bootstrap supersedes a chunked one in progress.

@@ -12,15 +12,20 @@ SQLITE_EXTENSION_INIT1
 #include <string>
 
 #include "capture.h"
+#include "delivery.h"
 #include "util.h"
 
-#define CDC_VERSION "0.1.0"
+
 
 namespace cdc {
+
+void SqlBootstrap(sqlite3_context* ctx, int argc, sqlite3_value** argv);
+const sqlite3_module* ChangesModule();
+
 namespace {
 
 void SqlVersion(sqlite3_context* ctx, int, sqlite3_value**) {
-  sqlite3_result_text(ctx, CDC_VERSION, -1, SQLITE_STATIC);
+  sqlite3_result_text(ctx, CDC_VERSION_STRING, -1, SQLITE_STATIC);
 }
 
 // Functions that change the schema or the log are SQLITE_DIRECTONLY: they
@@ -40,6 +45,15 @@ const FunctionDef kFunctions[] = {
     {"cdc_setup", 1, kDirect, SqlSetup},
     {"cdc_teardown", 0, kDirect, SqlTeardown},
     {"cdc_teardown", 1, kDirect, SqlTeardown},
+    {"cdc_bootstrap", 1, kDirect, SqlBootstrap},
+    {"cdc_bootstrap", 2, kDirect, SqlBootstrap},
+    {"cdc_consumer_add", 1, kDirect, SqlConsumerAdd},
+    {"cdc_consumer_add", 2, kDirect, SqlConsumerAdd},
+    {"cdc_consumer_drop", 1, kDirect, SqlConsumerDrop},
+    {"cdc_poll", 1, kDirect, SqlPoll},
+    {"cdc_poll", 2, kDirect, SqlPoll},
+    {"cdc_ack", 2, kDirect, SqlAck},
+    {"cdc_status", 0, SQLITE_UTF8, SqlStatus},
 };
 
 }  // namespace
@@ -55,6 +69,11 @@ extern "C" __attribute__((visibility("default"))) int sqlite3_cdc_init(
       *pzErrMsg = sqlite3_mprintf("sqlite-cdc: cannot register %s: %s", f.name, sqlite3_errmsg(db));
       return rc;
     }
+  }
+  int rc = sqlite3_create_module_v2(db, "cdc_changes", cdc::ChangesModule(), nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    *pzErrMsg = sqlite3_mprintf("sqlite-cdc: cannot register cdc_changes: %s", sqlite3_errmsg(db));
+    return rc;
   }
   return SQLITE_OK;
 }

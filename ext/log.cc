@@ -33,11 +33,11 @@ Status EventFloor(sqlite3* db, int64_t x, int64_t* out) {
   return Status();
 }
 
-Status LogReader::LoadShape(sqlite3* db, int64_t id, const Shape** out) {
+Status LogCursor::LoadShape(int64_t id, const Shape** out) {
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
-      db, "SELECT s.tbl, j.value FROM main.__cdc_shapes AS s, json_each(s.columns) AS j "
-          "WHERE s.id = ?1 ORDER BY j.key"));
+      db_, "SELECT s.tbl, j.value FROM main.__cdc_shapes AS s, json_each(s.columns) AS j "
+           "WHERE s.id = ?1 ORDER BY j.key"));
   st.Bind(1, id);
   Shape shape;
   int rc;
@@ -49,7 +49,7 @@ Status LogReader::LoadShape(sqlite3* db, int64_t id, const Shape** out) {
     JsonString(&key, st.Text(1));
     shape.keys.push_back(std::move(key));
   }
-  if (rc != SQLITE_DONE) return Status::FromDb(db, "read shapes");
+  if (rc != SQLITE_DONE) return Status::FromDb(db_, "read shapes");
   if (!found) return Status::Error("sqlite-cdc: log row refers to unknown shape " + std::to_string(id));
   *out = &(shapes_[id] = std::move(shape));
   return Status();
@@ -72,40 +72,43 @@ void Image(std::string* out, const std::vector<std::string>& keys,
   out->push_back('}');
 }
 
-struct Dups {
-  std::vector<sqlite3_value*> v;
-  ~Dups() { Clear(); }
-  void Clear() {
-    for (auto* p : v) sqlite3_value_free(p);
-    v.clear();
-  }
-};
-
 }  // namespace
 
-Status LogReader::Read(sqlite3* db, const ReadRange& range,
-                       const std::function<bool(const Event&)>& fn) {
-  // Shapes are immutable, but cdc_teardown() may reuse ids: cache per call.
+void LogCursor::ClearCont() {
+  for (auto* p : cont_) sqlite3_value_free(p);
+  cont_.clear();
+}
+
+void LogCursor::Close() {
+  ClearCont();
+  st_ = Stmt();
   shapes_.clear();
+}
+
+Status LogCursor::Open(sqlite3* db, const ReadRange& range) {
+  Close();
+  db_ = db;
+  range_ = range;
+  emitted_ = 0;
   if (range.limit <= 0 || range.upto <= range.after) return Status();
   int64_t start = 0;
   CDC_RETURN_IF_ERROR(EventFloor(db, range.after, &start));
   std::string sql = "SELECT * FROM main.__cdc_log WHERE id > ?1 AND id <= ?2";
   if (range.by_table) sql += " AND shape IN (SELECT id FROM main.__cdc_shapes WHERE tbl = ?3)";
   sql += " ORDER BY id";
-  Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(db, sql));
-  st.Bind(1, start);
-  st.Bind(2, range.upto);
-  if (range.by_table) st.Bind(3, range.table);
+  CDC_RETURN_IF_ERROR(st_.Prepare(db, sql));
+  st_.Bind(1, start);
+  st_.Bind(2, range.upto);
+  if (range.by_table) st_.Bind(3, range.table);
+  return Status();
+}
 
-  Dups cont;                         // values of pending continuation rows
-  std::vector<sqlite3_value*> seq;   // the event's whole value sequence
-  Event e;
-  int64_t emitted = 0;
+Status LogCursor::Next(bool* have) {
+  *have = false;
+  if (!st_ || emitted_ >= range_.limit) return Status();
   int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    sqlite3_stmt* s = st.get();
+  while ((rc = st_.Step()) == SQLITE_ROW) {
+    sqlite3_stmt* s = st_.get();
     int ncol = sqlite3_column_count(s);
     int op = sqlite3_column_int(s, 3);
     if (op == kOpCont) {
@@ -113,36 +116,49 @@ Status LogReader::Read(sqlite3* db, const ReadRange& range,
       for (int c = 4; c < ncol && c - 4 < carried; c++) {
         sqlite3_value* d = sqlite3_value_dup(sqlite3_column_value(s, c));
         if (!d) return Status::Error("sqlite-cdc: out of memory");
-        cont.v.push_back(d);
+        cont_.push_back(d);
       }
       continue;
     }
-    e.id = sqlite3_column_int64(s, 0);
-    if (e.id <= range.after) {  // the floor row itself
-      cont.Clear();
+    int64_t id = sqlite3_column_int64(s, 0);
+    if (id <= range_.after) {  // the floor row itself
+      ClearCont();
       continue;
     }
     const Shape* shape = nullptr;
     int64_t sid = sqlite3_column_int64(s, 2);
     auto it = shapes_.find(sid);
     if (it != shapes_.end()) shape = &it->second;
-    else CDC_RETURN_IF_ERROR(LoadShape(db, sid, &shape));
-    e.ts = sqlite3_column_int64(s, 1);
-    e.op = op;
-    e.table = shape->table;
-    seq.assign(cont.v.begin(), cont.v.end());
-    for (int c = 4; c < ncol; c++) seq.push_back(sqlite3_column_value(s, c));
+    else CDC_RETURN_IF_ERROR(LoadShape(sid, &shape));
+    e_.id = id;
+    e_.ts = sqlite3_column_int64(s, 1);
+    e_.op = op;
+    e_.table = shape->table;
+    seq_.assign(cont_.begin(), cont_.end());
+    for (int c = 4; c < ncol; c++) seq_.push_back(sqlite3_column_value(s, c));
     size_t n = shape->keys.size();
-    e.has_before = op == kOpUpdate || op == kOpDelete;
-    e.has_after = op == kOpUpdate || op == kOpInsert;
-    if (e.has_before) Image(&e.before, shape->keys, seq, 0);
-    if (e.has_after) Image(&e.after, shape->keys, seq, op == kOpUpdate ? n : 0);
-    bool keep_going = fn(e);
-    cont.Clear();
-    if (!keep_going || ++emitted >= range.limit) return Status();
+    e_.has_before = op == kOpUpdate || op == kOpDelete;
+    e_.has_after = op == kOpUpdate || op == kOpInsert;
+    if (e_.has_before) Image(&e_.before, shape->keys, seq_, 0);
+    if (e_.has_after) Image(&e_.after, shape->keys, seq_, op == kOpUpdate ? n : 0);
+    ClearCont();
+    emitted_++;
+    *have = true;
+    return Status();
   }
-  if (rc != SQLITE_DONE) return Status::FromDb(db, "read log");
+  if (rc != SQLITE_DONE) return Status::FromDb(db_, "read log");
+  st_ = Stmt();
   return Status();
+}
+
+Status ReadEvents(sqlite3* db, const ReadRange& range, const std::function<bool(const Event&)>& fn) {
+  LogCursor cur;
+  CDC_RETURN_IF_ERROR(cur.Open(db, range));
+  for (;;) {
+    bool have = false;
+    CDC_RETURN_IF_ERROR(cur.Next(&have));
+    if (!have || !fn(cur.event())) return Status();
+  }
 }
 
 }  // namespace cdc

@@ -38,20 +38,39 @@ struct ReadRange {
   int64_t limit = std::numeric_limits<int64_t>::max();  // events, not rows
 };
 
-class LogReader {
+// A forward cursor over the events of a range, in id order. Holds one
+// statement on the connection while open; Close() (or destruction) ends it.
+class LogCursor {
  public:
-  // Calls fn for each event in range, in id order; stops early when fn
-  // returns false. The reader holds no statement between calls.
-  Status Read(sqlite3* db, const ReadRange& range, const std::function<bool(const Event&)>& fn);
+  Status Open(sqlite3* db, const ReadRange& range);
+  // Moves to the next event; *have is false at the end of the range.
+  Status Next(bool* have);
+  const Event& event() const { return e_; }
+  void Close();
+  ~LogCursor() { Close(); }
 
  private:
   struct Shape {
     std::string table;
     std::vector<std::string> keys;  // JSON-encoded column names
   };
-  Status LoadShape(sqlite3* db, int64_t id, const Shape** out);
+  Status LoadShape(int64_t id, const Shape** out);
+  void ClearCont();
+
+  sqlite3* db_ = nullptr;
+  Stmt st_;
+  ReadRange range_;
+  int64_t emitted_ = 0;
+  Event e_;
+  std::vector<sqlite3_value*> cont_;  // values of pending continuation rows
+  std::vector<sqlite3_value*> seq_;   // the current event's value sequence
+  // Shapes are immutable, but cdc_teardown() may reuse ids: cached per Open.
   std::unordered_map<int64_t, Shape> shapes_;
 };
+
+// Calls fn for each event in range, in id order; stops early when fn returns
+// false.
+Status ReadEvents(sqlite3* db, const ReadRange& range, const std::function<bool(const Event&)>& fn);
 
 // Id of the newest event row with id <= x (0 if none): where a scan for
 // "id > x" must start so that continuation rows come with their event.

@@ -1,0 +1,300 @@
+// delivery.cc — consumers, polling, acknowledging, pruning and status.
+//
+// A consumer is a row of __cdc_consumers: a name and a position, the id of
+// the last change it acked. It sees every change with a larger id until it
+// acks it (at-least-once). Pruning deletes the log rows at or below the
+// smallest position, except the newest row, which keeps max(id)+1 growing.
+#include "delivery.h"
+
+#include "capture.h"
+#include "json.h"
+
+namespace cdc {
+
+namespace {
+
+std::string NoConsumer(const char* fn, const std::string& name) {
+  return std::string(fn) + ": no such consumer: " + Literal(name) +
+         " (add it with SELECT cdc_consumer_add(" + Literal(name) + "))";
+}
+
+const char kNowSql[] = "SELECT CAST((julianday('now')-2440587.5)*86400000 AS INTEGER)";
+
+}  // namespace
+
+Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, int64_t* pos) {
+  if (!InternalTablesExist(db)) return Status::Error(NoConsumer(fn, name));
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1"));
+  st.Bind(1, name);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return Status::Error(NoConsumer(fn, name));
+  if (rc != SQLITE_ROW) return Status::FromDb(db, fn);
+  *pos = st.Int(0);
+  return Status();
+}
+
+Status PendingCount(sqlite3* db, int64_t pos, int64_t* count) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT count(*) FROM main.__cdc_log WHERE id > ?1 AND op <> 0"));
+  st.Bind(1, pos);
+  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, "pending");
+  *count = st.Int(0);
+  return Status();
+}
+
+Status Prune(sqlite3* db) {
+  return Exec(db,
+              "DELETE FROM main.__cdc_log WHERE id <= (SELECT min(pos) FROM main.__cdc_consumers) "
+              "AND id < (SELECT max(id) FROM main.__cdc_log)");
+}
+
+Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos) {
+  int64_t cur = 0;
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
+  *pos = cur;
+  if (id <= cur) return Status();
+  Savepoint sp(db, "cdc_ack");
+  CDC_RETURN_IF_ERROR(sp.Begin());
+  CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_consumers"));
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));  // again, under the lock
+  if (id <= cur) return sp.Release();
+  int64_t newest = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
+  if (id > newest) {
+    return Status::Error(std::string(fn) + ": id " + std::to_string(id) +
+                         " is past the newest change (" + std::to_string(newest) + ")");
+  }
+  // Positions are event ids, so pruning never splits an event's rows.
+  int64_t floor = 0;
+  CDC_RETURN_IF_ERROR(EventFloor(db, id, &floor));
+  if (floor <= cur) return sp.Release();
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = (") + kNowSql +
+              ") WHERE name = ?2"));
+  st.Bind(1, floor);
+  st.Bind(2, name);
+  if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+  st = Stmt();
+  CDC_RETURN_IF_ERROR(Prune(db));
+  CDC_RETURN_IF_ERROR(sp.Release());
+  *pos = floor;
+  return Status();
+}
+
+Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,
+                std::string* out, int64_t* count) {
+  int64_t pos = 0;
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &pos));
+  ReadRange r;
+  r.after = pos;
+  r.limit = limit;
+  out->assign("[");
+  *count = 0;
+  CDC_RETURN_IF_ERROR(ReadEvents(db, r, [&](const Event& e) {
+    if ((*count)++) out->push_back(',');
+    EventJson(out, e);
+    return true;
+  }));
+  out->push_back(']');
+  return Status();
+}
+
+void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  const char* fn = "cdc_consumer_add";
+  std::string name, mode = "earliest";
+  Status st = ArgText(fn, argv, 0, "name", &name);
+  if (st.ok() && argc > 1) {
+    st = ArgText(fn, argv, 1, "start", &mode);
+    if (st.ok() && mode != "earliest" && mode != "latest") {
+      st = Status::Error(std::string(fn) + ": start must be 'earliest' or 'latest', not " + Literal(mode));
+    }
+  }
+  if (st.ok()) st = RequireWritable(db, fn);
+  int64_t pos = 0;
+  if (st.ok()) {
+    Savepoint sp(db, "cdc_consumer_add");
+    st = sp.Begin();
+    if (st.ok()) st = EnsureInternalTables(db);
+    if (st.ok()) st = LockForWrite(db, "__cdc_consumers");
+    if (st.ok()) {
+      Stmt q;
+      st = q.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1");
+      if (st.ok()) {
+        q.Bind(1, name);
+        int rc = q.Step();
+        if (rc == SQLITE_ROW) {
+          pos = q.Int(0);  // idempotent: an existing consumer keeps its place
+        } else if (rc != SQLITE_DONE) {
+          st = Status::FromDb(db, fn);
+        } else {
+          q = Stmt();
+          st = QueryInt(db, mode == "latest" ? "SELECT coalesce(max(id), 0) FROM main.__cdc_log"
+                                             : "SELECT coalesce(min(id) - 1, 0) FROM main.__cdc_log",
+                        &pos);
+          Stmt ins;
+          if (st.ok()) {
+            st = ins.Prepare(db, std::string("INSERT INTO main.__cdc_consumers(name, pos, created_ms) "
+                                             "VALUES(?1, ?2, (") + kNowSql + "))");
+          }
+          if (st.ok()) {
+            ins.Bind(1, name);
+            ins.Bind(2, pos);
+            if (ins.Step() != SQLITE_DONE) st = Status::FromDb(db, fn);
+          }
+        }
+      }
+    }
+    if (st.ok()) st = sp.Release();
+  }
+  if (!st.ok()) return ResultError(ctx, st);
+  sqlite3_result_int64(ctx, pos);
+}
+
+void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  const char* fn = "cdc_consumer_drop";
+  std::string name;
+  Status st = ArgText(fn, argv, 0, "name", &name);
+  if (st.ok()) st = RequireWritable(db, fn);
+  int64_t pos = 0;
+  if (st.ok()) st = ConsumerPosition(db, fn, name, &pos);
+  if (st.ok()) {
+    Savepoint sp(db, "cdc_consumer_drop");
+    st = sp.Begin();
+    if (st.ok()) st = LockForWrite(db, "__cdc_consumers");
+    Stmt del;
+    if (st.ok()) st = del.Prepare(db, "DELETE FROM main.__cdc_consumers WHERE name = ?1");
+    if (st.ok()) {
+      del.Bind(1, name);
+      if (del.Step() != SQLITE_DONE) st = Status::FromDb(db, fn);
+      del = Stmt();
+    }
+    if (st.ok()) st = Prune(db);
+    if (st.ok()) st = sp.Release();
+  }
+  if (!st.ok()) return ResultError(ctx, st);
+  sqlite3_result_int(ctx, 1);
+}
+
+void SqlPoll(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  const char* fn = "cdc_poll";
+  std::string name;
+  int64_t limit = 100;
+  Status st = ArgText(fn, argv, 0, "name", &name);
+  if (st.ok() && argc > 1) {
+    st = ArgInt(fn, argv, 1, "limit", &limit);
+    if (st.ok() && limit < 1) st = Status::Error("cdc_poll: limit must be at least 1");
+  }
+  std::string out;
+  int64_t count = 0;
+  if (st.ok()) st = PollJson(db, fn, name, limit, &out, &count);
+  if (!st.ok()) return ResultError(ctx, st);
+  sqlite3_result_text64(ctx, out.data(), out.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+}
+
+void SqlAck(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  const char* fn = "cdc_ack";
+  std::string name;
+  int64_t id = 0, pos = 0;
+  Status st = ArgText(fn, argv, 0, "name", &name);
+  if (st.ok()) st = ArgInt(fn, argv, 1, "id", &id);
+  if (st.ok()) st = RequireWritable(db, fn);
+  if (st.ok()) st = AckConsumer(db, fn, name, id, &pos);
+  if (!st.ok()) return ResultError(ctx, st);
+  sqlite3_result_int64(ctx, pos);
+}
+
+namespace {
+
+Status StatusJson(sqlite3* db, std::string* out) {
+  int64_t now = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(db, kNowSql, &now));
+  out->assign("{\"version\":\"" CDC_VERSION_STRING "\"");
+  if (!InternalTablesExist(db)) {
+    out->append(",\"log_rows\":0,\"last_id\":0,\"tables\":[],\"consumers\":[],\"listeners\":");
+    AppendListenersJson(db, out);
+    out->push_back('}');
+    return Status();
+  }
+  int64_t rows = 0, last = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT count(*) FROM main.__cdc_log", &rows));
+  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &last));
+  out->append(",\"log_rows\":");
+  JsonInt(out, rows);
+  out->append(",\"last_id\":");
+  JsonInt(out, last);
+  out->append(",\"tables\":[");
+  {
+    Stmt st;
+    CDC_RETURN_IF_ERROR(st.Prepare(
+        db, "SELECT t.name, t.shape, s.columns FROM main.__cdc_tables AS t "
+            "JOIN main.__cdc_shapes AS s ON s.id = t.shape ORDER BY t.name"));
+    int rc, i = 0;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      if (i++) out->push_back(',');
+      std::string name = st.Text(0);
+      TableInfo t;
+      Status ins = InspectTable(db, "cdc_status", name, &t);
+      // Drift: the table is gone, or its columns differ from what its
+      // triggers write (run cdc_setup again to refresh).
+      bool drift = !ins.ok() || ColumnsJson(t) != st.Text(2);
+      out->append("{\"name\":");
+      JsonString(out, name);
+      out->append(",\"shape\":");
+      JsonInt(out, st.Int(1));
+      out->append(",\"columns\":");
+      out->append(st.Text(2));
+      out->append(",\"drift\":");
+      out->append(drift ? "true" : "false");
+      if (drift) {
+        out->append(",\"drift_reason\":");
+        JsonString(out, ins.ok() ? std::string("columns changed; run cdc_setup again") : ins.message());
+      }
+      out->push_back('}');
+    }
+    if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_status");
+  }
+  out->append("],\"consumers\":[");
+  {
+    Stmt st;
+    CDC_RETURN_IF_ERROR(st.Prepare(
+        db, "SELECT c.name, c.pos, "
+            "(SELECT count(*) FROM main.__cdc_log WHERE id > c.pos AND op <> 0), "
+            "(SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1) "
+            "FROM main.__cdc_consumers AS c ORDER BY c.name"));
+    int rc, i = 0;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      if (i++) out->push_back(',');
+      out->append("{\"name\":");
+      JsonString(out, st.Text(0));
+      out->append(",\"position\":");
+      JsonInt(out, st.Int(1));
+      out->append(",\"pending\":");
+      JsonInt(out, st.Int(2));
+      out->append(",\"lag_ms\":");
+      JsonInt(out, st.IsNull(3) ? 0 : std::max<int64_t>(0, now - st.Int(3)));
+      out->push_back('}');
+    }
+    if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_status");
+  }
+  out->append("],\"listeners\":");
+  AppendListenersJson(db, out);
+  out->push_back('}');
+  return Status();
+}
+
+}  // namespace
+
+void SqlStatus(sqlite3_context* ctx, int, sqlite3_value**) {
+  std::string out;
+  Status st = StatusJson(sqlite3_context_db_handle(ctx), &out);
+  if (!st.ok()) return ResultError(ctx, st);
+  sqlite3_result_text64(ctx, out.data(), out.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+}
+
+}  // namespace cdc

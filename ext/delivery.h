@@ -1,0 +1,35 @@
+// delivery.h — named consumers, cdc_poll / cdc_ack, pruning, cdc_status.
+#pragma once
+
+#include <string>
+
+#include "log.h"
+
+namespace cdc {
+
+// Position (last acked id) of consumer `name`; an error naming `fn` that says
+// how to add it when there is no such consumer.
+Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, int64_t* pos);
+// Number of events after `pos`.
+Status PendingCount(sqlite3* db, int64_t pos, int64_t* count);
+// Moves `name` to `id` (clamped to the newest event <= id; ids below the
+// position are a no-op) and prunes what every consumer has passed. Runs in a
+// savepoint on db. *pos receives the new position.
+Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos);
+// Deletes log rows every consumer has acked, always keeping the newest row so
+// that ids are never reused.
+Status Prune(sqlite3* db);
+// Reads the consumer's next events as a JSON array (DESIGN §3).
+Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,
+                std::string* out, int64_t* count);
+
+void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv);
+void SqlConsumerDrop(sqlite3_context* ctx, int argc, sqlite3_value** argv);
+void SqlPoll(sqlite3_context* ctx, int argc, sqlite3_value** argv);
+void SqlAck(sqlite3_context* ctx, int argc, sqlite3_value** argv);
+void SqlStatus(sqlite3_context* ctx, int argc, sqlite3_value** argv);
+
+// Listener section of cdc_status() (listener.cc): a JSON array.
+void AppendListenersJson(sqlite3* db, std::string* out);
+
+}  // namespace cdc

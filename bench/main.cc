@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("sqlite_version", sqlite3_libversion());
   benchmark::AddCustomContext("quick", cdcbench::QuickMode() ? "1" : "0");
   cdcbench::RegisterCaptureBenchmarks();
+  cdcbench::RegisterDeliveryBenchmarks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

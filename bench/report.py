@@ -100,6 +100,22 @@ def main():
         print("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
             LABELS.get(op, op), cols, rate([r["none_rows_s"] for r in rl]), cell(on), cell(pn), cell(op_),
             tgt_txt, "yes" if ok else "**no**"))
+    absolute = [("delivery/poll_ack", "changes_s", "drain backlog, cdc_poll(1000)+cdc_ack", 700e3),
+                 ("bootstrap/rows", "rows_s", "cdc_bootstrap, one call", 1e6)]
+    def find(prefix):
+        return next((v for k, v in runs.items() if k.split("/iterations:")[0] == prefix), None)
+
+    if any(find(name) for name, _, _, _ in absolute):
+        print()
+        print("| delivery (6 cols, backlog of %s) | per second, median (min–max) | target | met |" %
+              ctx.get("backlog", "?"))
+        print("|---|---|---|---|")
+        for name, key, label, tgt in absolute:
+            if not find(name):
+                continue
+            v = [r[key] for r in find(name)]
+            print("| %s | %s (%s–%s) | ≥ %s | %s |" % (label, rate(v), rate([min(v)]), rate([max(v)]),
+                                                      rate([tgt]), "yes" if statistics.median(v) >= tgt else "**no**"))
     return 0
 
 

@@ -158,6 +158,31 @@ Status DropTriggers(sqlite3* db, int64_t tid) {
   return Exec(db, sql);
 }
 
+// A captured table renamed with ALTER TABLE keeps its triggers (SQLite
+// moves them along) under its old __cdc_tables entry. Setting the new name
+// up must replace them, not add a second set (every change logged twice):
+// drop every capture trigger on `table` that belongs to another table id,
+// and that id's entry.
+Status DropStaleCapture(sqlite3* db, const std::string& table, int64_t tid) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "SELECT DISTINCT CAST(substr(name, 7) AS INTEGER) FROM main.sqlite_schema "
+          "WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND substr(name, 1, 6) = '__cdc_'"));
+  st.Bind(1, table);
+  std::vector<int64_t> stale;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    if (st.Int(0) != tid) stale.push_back(st.Int(0));
+  }
+  if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_setup");
+  st = Stmt();
+  for (int64_t old : stale) {
+    CDC_RETURN_IF_ERROR(DropTriggers(db, old));
+    CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(old)));
+  }
+  return Status();
+}
+
 }  // namespace
 
 int WantedLogWidth(size_t ncols) {
@@ -245,6 +270,7 @@ Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
   CDC_RETURN_IF_ERROR(WidenLog(db, WantedLogWidth(t.columns.size())));
   CDC_RETURN_IF_ERROR(LogWidth(db, &width));
   CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
+  CDC_RETURN_IF_ERROR(DropStaleCapture(db, t.name, tid));
   Status st = Exec(db, CaptureSql(t, tid, shape, width));
   if (!st.ok()) return Status::Error(std::string(fn) + ": cannot install triggers: " + st.message());
   return Status();

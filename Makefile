@@ -27,3 +27,8 @@ bench:
 
 clean:
 	rm -rf $(BUILD) build-*
+
+# Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
+DURATION ?= 600
+soak: all
+	$(BUILD)/tests/cdc_soak --ext $(BUILD)/cdc --seconds $(DURATION)

@@ -13,6 +13,7 @@ SQLITE_EXTENSION_INIT1
 
 #include "capture.h"
 #include "delivery.h"
+#include "listener.h"
 #include "util.h"
 
 
@@ -54,6 +55,10 @@ const FunctionDef kFunctions[] = {
     {"cdc_poll", 2, kDirect, SqlPoll},
     {"cdc_ack", 2, kDirect, SqlAck},
     {"cdc_status", 0, SQLITE_UTF8, SqlStatus},
+    {"cdc_listen", 2, kDirect, SqlListen},
+    {"cdc_listen", 3, kDirect, SqlListen},
+    {"cdc_unlisten", 1, kDirect, SqlUnlisten},
+    {"cdc_wait", 2, kDirect, SqlWait},
 };
 
 }  // namespace
@@ -63,8 +68,11 @@ extern "C" __attribute__((visibility("default"))) int sqlite3_cdc_init(
     sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi) {
   SQLITE_EXTENSION_INIT2(pApi);
   for (const auto& f : cdc::kFunctions) {
-    int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, nullptr, f.fn, nullptr,
-                                        nullptr, nullptr);
+    // cdc_unlisten carries the connection's listener state: SQLite destroys
+    // it when the connection closes, which stops that connection's listeners.
+    void* app = f.fn == cdc::SqlUnlisten ? cdc::NewConnectionState(db) : nullptr;
+    int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, app, f.fn, nullptr, nullptr,
+                                        app ? cdc::DestroyConnectionState : nullptr);
     if (rc != SQLITE_OK) {
       *pzErrMsg = sqlite3_mprintf("sqlite-cdc: cannot register %s: %s", f.name, sqlite3_errmsg(db));
       return rc;

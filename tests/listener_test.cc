@@ -381,13 +381,15 @@ TEST(ListenerSql, CallsTheFunctionWithTheBatchAsJsonAndRetries) {
   db.Exec("INSERT INTO t(v) VALUES('a'), ('b'), ('c')");
   EXPECT_EQ(db.One("SELECT cdc_listen('c', 'on_changes', '{\"batch\": 2, \"retry_max_ms\": 10}')"), "1");
   ASSERT_TRUE(Eventually([&] { return Batches(s) >= 2; }));
+  std::vector<std::string> got;
   {
-    std::lock_guard<std::mutex> g(s.mu);
+    std::lock_guard<std::mutex> g(s.mu);  // never held while using db: SqlFn runs under db's mutex
     EXPECT_EQ(s.calls, 4);
-    ASSERT_EQ(s.batches.size(), 2u);
-    EXPECT_EQ(db.One("SELECT group_concat(value ->> 'id') FROM json_each('" + s.batches[0] + "')"), "1,2");
-    EXPECT_EQ(db.One("SELECT value ->> 'after' ->> 'v' FROM json_each('" + s.batches[1] + "')"), "c");
+    got = s.batches;
   }
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(db.One("SELECT group_concat(value ->> 'id') FROM json_each('" + got[0] + "')"), "1,2");
+  EXPECT_EQ(db.One("SELECT value ->> 'after' ->> 'v' FROM json_each('" + got[1] + "')"), "c");
   std::string st = db.One("SELECT cdc_status() ->> '$.listeners[0]'");
   EXPECT_NE(st.find("\"callback\":\"sql:on_changes\""), std::string::npos) << st;
   EXPECT_NE(st.find("\"retries\":2,\"last_error\":\"on_changes returned a false value\""), std::string::npos) << st;

@@ -34,8 +34,8 @@ void DrainEventfd(int fd) {
 }  // namespace
 
 Clock* SystemClock() {
-  static MonotonicClock clock;
-  return &clock;
+  static Clock* clock = new MonotonicClock;  // never destroyed: threads may outlive exit()
+  return clock;
 }
 
 const char* SourceName(int source) {

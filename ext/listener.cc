@@ -365,7 +365,7 @@ Status Drain(Listener* l, bool* found) {
   return Status();
 }
 
-void Run(Listener* l) noexcept {
+void Loop(Listener* l) {
   Stmt dv;
   int64_t last_dv = -1;
   bool force = true;  // drain on start
@@ -396,7 +396,13 @@ void Run(Listener* l) noexcept {
       if (mask & Bit(s)) l->wakes[s]++;
     }
   }
-  dv = Stmt();
+}
+
+void Run(Listener* l) noexcept {
+  {
+    StmtCache cache(l->db);  // the loop runs the same few statements: parse them once
+    Loop(l);
+  }
   sqlite3_close_v2(l->db);
   l->db = nullptr;
   if (l->cb.destroy) l->cb.destroy(l->cb.user_data);

@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test demo bench clean sanitize tsan
+.PHONY: all test demo bench clean sanitize tsan test-sqlite-latest
 
 all: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -19,3 +19,14 @@ demo: all
 
 clean:
 	rm -rf $(BUILD) build-*
+
+# The whole suite against a recent SQLite amalgamation from the npm registry
+# (better-sqlite3's deps/sqlite3; tarball cached in $(LATEST)); see
+# cmake/sqlite_amalgamation.cmake.
+LATEST ?= build-sqlite-latest
+SQLITE_LATEST_PKG ?= better-sqlite3@12
+test-sqlite-latest:
+	@tools/fetch_sqlite_amalgamation.sh $(LATEST)/npm $(SQLITE_LATEST_PKG) | sed 's/^/SQLite amalgamation: /'
+	@cmake -S . -B $(LATEST) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SQLITE_AMALGAMATION=$(CURDIR)/$(LATEST)/npm/sqlite3 $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(LATEST) -j $(JOBS)
+	cd $(LATEST) && ctest --output-on-failure -j $(JOBS)

@@ -40,13 +40,15 @@ target_link_libraries(sqlite3_latest PRIVATE Threads::Threads ${CMAKE_DL_LIBS} m
 
 # Debian's sqlite3 shell checks that libsqlite3 is the one it was built with,
 # and no shell.c ships with the amalgamation: shell-based tests run this
-# wrapper, i.e. Debian's shell on Debian's SQLite, on the same files.
-file(WRITE ${CMAKE_BINARY_DIR}/sqlite-latest/sqlite3-debian
+# wrapper, i.e. Debian's shell on Debian's SQLite, on the same files. It is
+# first in ctest's PATH, so scripts that run `sqlite3` get it too.
+file(WRITE ${CMAKE_BINARY_DIR}/sqlite-latest/bin/sqlite3
   "#!/bin/sh\nunset LD_LIBRARY_PATH\nexec ${SQLITE3_SHELL_DEBIAN} \"\$@\"\n")
-file(CHMOD ${CMAKE_BINARY_DIR}/sqlite-latest/sqlite3-debian
+file(CHMOD ${CMAKE_BINARY_DIR}/sqlite-latest/bin/sqlite3
   PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 
 # ctest runs this before any test: every test process finds the new library.
 file(WRITE ${CMAKE_BINARY_DIR}/sqlite_amalgamation_env.cmake
   "set(ENV{LD_LIBRARY_PATH} \"${CMAKE_BINARY_DIR}/sqlite-latest:\$ENV{LD_LIBRARY_PATH}\")\n"
+  "set(ENV{PATH} \"${CMAKE_BINARY_DIR}/sqlite-latest/bin:\$ENV{PATH}\")\n"
   "set(ENV{CDC_SQLITE_EXPECT_VERSION} \"${CDC_SQLITE_LATEST_VERSION}\")\n")

@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test demo bench clean sanitize tsan test-sqlite-latest
+.PHONY: all test demo bench clean sanitize tsan test-sqlite-latest install
 
 all: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -30,3 +30,8 @@ test-sqlite-latest:
 	@cmake -S . -B $(LATEST) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SQLITE_AMALGAMATION=$(CURDIR)/$(LATEST)/npm/sqlite3 $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(LATEST) -j $(JOBS)
 	cd $(LATEST) && ctest --output-on-failure -j $(JOBS)
+
+# Installs into $(PREFIX) (DESTDIR honoured): see README "Install".
+PREFIX ?= /usr/local
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)

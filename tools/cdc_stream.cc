@@ -36,6 +36,9 @@
 #ifndef CDC_INSTALLED_EXTENSION
 #define CDC_INSTALLED_EXTENSION "/usr/local/lib/sqlite-cdc/cdc"
 #endif
+#ifndef CDC_RELATIVE_EXTENSION
+#define CDC_RELATIVE_EXTENSION "../lib/sqlite-cdc/cdc"
+#endif
 
 namespace {
 
@@ -62,8 +65,9 @@ const char kUsage[] =
     "      --once            write what is pending, then exit (don't wait)\n"
     "      --wait-ms N       longest single wait for new changes (default 1000)\n"
     "      --extension PATH  sqlite-cdc extension to load (default: $CDC_EXTENSION,\n"
-    "                        else cdc.so beside this program, else ../lib/sqlite-cdc/cdc.so\n"
-    "                        beside it, else " CDC_INSTALLED_EXTENSION ")\n"
+    "                        else cdc.so beside this program, else\n"
+    "                        " CDC_RELATIVE_EXTENSION ".so from it, else\n"
+    "                        " CDC_INSTALLED_EXTENSION ".so)\n"
     "      --progress        print a progress line on stderr (position, pending, lag)\n"
     "                        at most once a second and at exit\n"
     "  -h, --help            this text\n"
@@ -145,7 +149,8 @@ std::string FindExtension(const Options& o) {
     std::string dir(self, static_cast<size_t>(n));
     dir.resize(dir.rfind('/'));
     if (Exists(dir + "/cdc.so")) return dir + "/cdc";
-    if (Exists(dir + "/../lib/sqlite-cdc/cdc.so")) return dir + "/../lib/sqlite-cdc/cdc";
+    const std::string installed = dir + "/" CDC_RELATIVE_EXTENSION;
+    if (Exists(installed + ".so")) return installed;
   }
   return CDC_INSTALLED_EXTENSION;
 }

@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test demo bench clean sanitize tsan test-sqlite-latest install
+.PHONY: all test demo bench clean sanitize tsan test-sqlite-latest install test-node
 
 all: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -43,3 +43,9 @@ test-sqlite-latest:
 PREFIX ?= /usr/local
 install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Node.js client test: builds better-sqlite3@12 from source (npm registry,
+# local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js.
+test-node: all
+	@tools/fetch_better_sqlite3.sh $(BUILD)/node
+	cd $(BUILD) && ctest --output-on-failure -R '^client[.]node$$'

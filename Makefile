@@ -49,3 +49,8 @@ install: all
 test-node: all
 	@tools/fetch_better_sqlite3.sh $(BUILD)/node
 	cd $(BUILD) && ctest --output-on-failure -R '^client[.]node$$'
+
+# Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
+DURATION ?= 600
+soak: all
+	$(BUILD)/tests/cdc_soak --ext $(BUILD)/cdc --seconds $(DURATION)

@@ -4,7 +4,7 @@ comma := ,
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test demo bench clean sanitize tsan
+.PHONY: all test demo bench clean sanitize tsan test-sqlite-latest install test-node
 
 all: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -28,6 +28,28 @@ bench:
 
 clean:
 	rm -rf $(BUILD) build-*
+
+# The whole suite against a recent SQLite amalgamation from the npm registry
+# (better-sqlite3's deps/sqlite3; tarball cached in $(LATEST)); see
+# cmake/sqlite_amalgamation.cmake.
+LATEST ?= build-sqlite-latest
+SQLITE_LATEST_PKG ?= better-sqlite3@12
+test-sqlite-latest:
+	@tools/fetch_sqlite_amalgamation.sh $(LATEST)/npm $(SQLITE_LATEST_PKG) | sed 's/^/SQLite amalgamation: /'
+	@cmake -S . -B $(LATEST) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SQLITE_AMALGAMATION=$(CURDIR)/$(LATEST)/npm/sqlite3 $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(LATEST) -j $(JOBS)
+	cd $(LATEST) && ctest --output-on-failure -j $(JOBS)
+
+# Installs into $(PREFIX) (DESTDIR honoured): see README "Install".
+PREFIX ?= /usr/local
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Node.js client test: builds better-sqlite3@12 from source (npm registry,
+# local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js.
+test-node: all
+	@tools/fetch_better_sqlite3.sh $(BUILD)/node
+	cd $(BUILD) && ctest --output-on-failure -R '^client[.]node$$'
 
 # Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
 DURATION ?= 600

@@ -5,8 +5,8 @@ usage: python_client_test.py EXTENSION
 
 What a Python application does: load the extension into a connection, capture
 a table, write from another connection, consume with cdc_poll / cdc_ack (and
-cdc_wait, cdc_listen with a function registered by create_function when the
-extension has them), on real database files.
+cdc_wait, and cdc_listen with a function registered by create_function), on
+real database files.
 """
 import json
 import os
@@ -28,10 +28,6 @@ def connect(path, load=True):
         db.load_extension(EXT)
         db.enable_load_extension(False)
     return db
-
-
-def has_function(db, name):
-    return db.execute("SELECT count(*) FROM pragma_function_list WHERE name = ?", (name,)).fetchone()[0] > 0
 
 
 class PythonClient(unittest.TestCase):
@@ -154,8 +150,6 @@ class PythonClient(unittest.TestCase):
             "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'products'").fetchone()[0], 3)
 
     def test_wait_wakes_on_a_commit_from_another_process(self):
-        if not has_function(self.db, "cdc_wait"):
-            self.skipTest("this extension build has no cdc_wait")
         self.assertEqual(self.db.execute("SELECT cdc_wait('py', 10)").fetchone()[0], 0)  # timeout
         # The writer is another process; cdc_wait blocks until its commit.
         writer = subprocess.Popen([sys.executable, "-c", """
@@ -170,8 +164,6 @@ db.execute("INSERT INTO items(name) VALUES('late')")
         self.assertEqual([e["after"]["name"] for e in self.poll()], ["late"])
 
     def test_listen_calls_a_python_function(self):
-        if not has_function(self.db, "cdc_listen"):
-            self.skipTest("this extension build has no cdc_listen")
         got, done = [], threading.Event()
 
         def on_batch(batch_json):
@@ -192,8 +184,6 @@ db.execute("INSERT INTO items(name) VALUES('late')")
         self.assertEqual(self.poll(), [])  # acked after the callback returned
 
     def test_listen_retries_a_batch_the_function_refuses(self):
-        if not has_function(self.db, "cdc_listen"):
-            self.skipTest("this extension build has no cdc_listen")
         calls, done = [], threading.Event()
 
         def flaky(batch_json):

@@ -63,7 +63,6 @@ const char kUsage[] =
     "      --from WHERE      earliest (default) or latest: where a new consumer starts\n"
     "  -b, --batch N         events per poll and per ack (default 256)\n"
     "      --once            write what is pending, then exit (don't wait)\n"
-    "      --wait-ms N       longest single wait for new changes (default 1000)\n"
     "      --extension PATH  sqlite-cdc extension to load (default: $CDC_EXTENSION,\n"
     "                        else cdc.so beside this program, else\n"
     "                        " CDC_RELATIVE_EXTENSION ".so from it, else\n"
@@ -80,7 +79,6 @@ struct Options {
   std::string from = "earliest";
   std::string extension;
   int64_t batch = 256;
-  int64_t wait_ms = 1000;
   bool once = false;
   bool progress = false;
 };
@@ -116,8 +114,6 @@ Options ParseArgs(int argc, char** argv) {
       if (o.from != "earliest" && o.from != "latest") UsageError("--from is earliest or latest");
     } else if (a == "-b" || a == "--batch") {
       o.batch = ParsePositive("--batch", value("--batch"));
-    } else if (a == "--wait-ms") {
-      o.wait_ms = ParsePositive("--wait-ms", value("--wait-ms"));
     } else if (a == "--extension") {
       o.extension = value("--extension");
     } else if (a == "--once") {
@@ -353,7 +349,7 @@ int main(int argc, char** argv) {
   auto last_progress = started - std::chrono::seconds(1);
   int64_t delivered = 0;
   int status = 0;
-  const int64_t slice = std::min<int64_t>(o.wait_ms, 250);  // how soon a stop is noticed
+  const int64_t slice = 250;  // ms in cdc_wait at a time: how soon a stop is noticed
   std::vector<std::string> events;
   while (!g_stop) {
     int64_t last_id = 0;

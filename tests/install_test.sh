@@ -14,6 +14,7 @@ root=$work/stage$prefix
 find "$root" -type f | sed "s|^$root/||" | sort
 test -f "$root/lib/sqlite-cdc/cdc.so"
 test -x "$root/bin/cdc-stream"
+test -f "$root/share/sqlite-cdc/migrations/001_enable_capture.up.sql"
 
 export PKG_CONFIG_PATH=$root/lib/pkgconfig
 ext=$(pkg-config --variable=extension sqlite-cdc)

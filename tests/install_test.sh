@@ -6,6 +6,9 @@
 # itself, and a C program compiles against the installed header.
 set -euo pipefail
 build=$1 shell=$2
+# Sanitizer builds: the runtime that uninstrumented hosts (the shell, the C
+# listener) need to load the instrumented extension (see tests/CMakeLists.txt).
+host_preload=${CDC_HOST_PRELOAD:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 prefix=/opt/sqlite-cdc-test
@@ -23,7 +26,7 @@ case $ext in "$root"/*) ;; *) echo "extension outside the install root: $ext"; e
 
 db=$work/app.db
 out=$(printf '.load %s\nCREATE TABLE t(x);\nSELECT cdc_setup('"'t'"');\nINSERT INTO t VALUES(42);\nSELECT cdc_version();\n' "$ext" |
-      "$shell" -batch "$db")
+      LD_PRELOAD=$host_preload "$shell" -batch "$db")
 echo "$out"
 [ "$(echo "$out" | tail -n 1)" = "$(pkg-config --modversion sqlite-cdc)" ]
 
@@ -56,6 +59,7 @@ int main(int argc, char **argv) {
   sqlite3 *db;
   char *err = NULL;
   if (argc != 3 || sqlite3_open(argv[1], &db) != SQLITE_OK) return 2;
+  sqlite3_busy_timeout(db, 10000);  /* the listener's own connection acks meanwhile */
   sqlite3_enable_load_extension(db, 1);
   if (sqlite3_load_extension(db, argv[2], NULL, &err) != SQLITE_OK) { fprintf(stderr, "%s\n", err); return 1; }
   if (sqlite3_exec(db, "SELECT cdc_consumer_add('c_listener')", NULL, NULL, &err) != SQLITE_OK ||
@@ -72,6 +76,7 @@ int main(int argc, char **argv) {
 }
 C
 cc -Wall -Wextra -Werror $(pkg-config --cflags sqlite-cdc) "$work/listen.c" -o "$work/listen" -lsqlite3
-"$work/listen" "$db" "$ext" | tee "$work/listen.out"
+LD_PRELOAD=$host_preload "$work/listen" "$db" "$ext" >"$work/listen.out"
+cat "$work/listen.out"
 grep -q '^INSERT t {"x":43}$' "$work/listen.out"
 echo "install: ok"

@@ -4,7 +4,7 @@ comma := ,
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test check demo bench clean sanitize tsan test-sqlite-latest install test-node soak test-sqlite-latest install test-node
+.PHONY: all test check demo bench clean sanitize tsan test-sqlite-latest install test-node soak
 
 all: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)

@@ -304,14 +304,23 @@ Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
   }
   CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_tables"));
   Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT id FROM main.__cdc_tables WHERE name = ?1 COLLATE NOCASE"));
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT id, name FROM main.__cdc_tables WHERE name = ?1 COLLATE NOCASE"));
   st.Bind(1, table);
   int rc = st.Step();
   if (rc == SQLITE_DONE) return Status::Error(std::string(fn) + ": table " + Literal(table) + " is not captured");
   if (rc != SQLITE_ROW) return Status::FromDb(db, fn);
   int64_t tid = st.Int(0);
+  const std::string name = st.Text(1);
   st = Stmt();
   CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
+  // Forget an unfinished chunked bootstrap: after a new cdc_setup, the next
+  // cdc_bootstrap(table, n) must start over with its marker, not resume.
+  int64_t has_state = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(
+      db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_bootstrap'", &has_state));
+  if (has_state) {
+    CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(name)));
+  }
   return Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(tid));
 }
 

@@ -310,3 +310,20 @@ TEST(Changes, NotFromTriggersOrViews) {
   f.db.Exec("CREATE VIEW v AS SELECT id FROM cdc_changes");
   EXPECT_EQ(f.db.Error("SELECT * FROM v"), "unsafe use of virtual table \"cdc_changes\"");
 }
+
+// An application that writes to a captured table for each change it reads
+// (on the same connection) must not see its own new changes in the running
+// scan: the scan is a snapshot of the log as of its start, or it never ends.
+TEST(Changes, ScanDoesNotSeeChangesWrittenDuringIt) {
+  Fixture f(5);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(f.db.get(), "SELECT id FROM cdc_changes WHERE id > 0", -1, &st, nullptr), SQLITE_OK);
+  int seen = 0;
+  while (sqlite3_step(st) == SQLITE_ROW && seen < 100) {
+    seen++;
+    f.db.Exec("INSERT INTO t(v) VALUES('derived')");
+  }
+  sqlite3_finalize(st);
+  EXPECT_EQ(seen, 5);
+  EXPECT_EQ(f.db.One("SELECT count(*) FROM cdc_changes"), "10");
+}

@@ -142,14 +142,24 @@ std::string StageRows(const TableInfo& t, int64_t tid, bool is_update) {
 }
 
 // AFTER trigger prologue: log a DELETE for each staged row that is gone.
-std::string LogStagedDeletes(const TableInfo& t, int64_t tid, int width, int64_t shape) {
+//
+// The stage can hold rows from an earlier statement whose AFTER trigger never
+// ran: an INSERT skipped by ON CONFLICT DO NOTHING / OR IGNORE, an UPDATE OR
+// IGNORE that was ignored, all fire their BEFORE trigger. The AFTER UPDATE
+// trigger of a statement that sets no UNIQUE column (so whose own BEFORE
+// trigger did not refill the stage) then sees them. One of them may be the
+// very row being updated, "gone" only because the update changed its key:
+// it is excluded (a real REPLACE victim is never the updated row itself, see
+// StageRows), otherwise a DELETE would be logged for a row that still exists.
+std::string LogStagedDeletes(const TableInfo& t, int64_t tid, int width, int64_t shape, bool is_update) {
   std::string stage = StageName(tid);
   std::vector<std::string> vals;
   for (size_t i = 0; i < t.columns.size(); i++) vals.push_back("s.c" + std::to_string(i));
   const std::string first = "(SELECT min(rowid) FROM " + stage + ")";
   const std::string from = "FROM " + stage + " AS s WHERE s.rowid = " + first +
                            " AND NOT EXISTS (SELECT 1 FROM " + Ident(t.name) + " AS r WHERE " +
-                           KeyMatch(t, "s", "r.") + ")";
+                           KeyMatch(t, "s", "r.") + ")" +
+                           (is_update ? " AND NOT " + KeyMatch(t, "s", "OLD.") : std::string());
   std::string sql;
   // A row conflicts with at most one row per UNIQUE constraint.
   for (size_t u = 0; u < t.uniques.size(); u++) {
@@ -240,9 +250,10 @@ std::string CaptureSql(const TableInfo& t, int64_t tid, int64_t shape, int width
     }
     sql += Trigger(tid, "before_update", "BEFORE UPDATE OF " + ucols, t, StageRows(t, tid, true));
   }
-  const std::string staged = stage ? LogStagedDeletes(t, tid, width, shape) : "";
-  sql += Trigger(tid, "insert", "AFTER INSERT", t, staged + LogAppend(after, width, shape, kOpInsert, ""));
-  sql += Trigger(tid, "update", "AFTER UPDATE", t, staged + LogAppend(both, width, shape, kOpUpdate, ""));
+  const std::string staged_ins = stage ? LogStagedDeletes(t, tid, width, shape, false) : "";
+  const std::string staged_upd = stage ? LogStagedDeletes(t, tid, width, shape, true) : "";
+  sql += Trigger(tid, "insert", "AFTER INSERT", t, staged_ins + LogAppend(after, width, shape, kOpInsert, ""));
+  sql += Trigger(tid, "update", "AFTER UPDATE", t, staged_upd + LogAppend(both, width, shape, kOpUpdate, ""));
   std::string unstage;
   if (stage) unstage = "DELETE FROM " + StageName(tid) + " WHERE " + KeyMatch(t, StageName(tid), "OLD.") + ";\n";
   sql += Trigger(tid, "delete", "AFTER DELETE", t, unstage + LogAppend(before, width, shape, kOpDelete, ""));

@@ -129,7 +129,7 @@ int Fail(sqlite3_vtab_cursor* cur, const std::string& msg) {
   return SQLITE_ERROR;
 }
 
-int Next(sqlite3_vtab_cursor* cur) {
+int NextImpl(sqlite3_vtab_cursor* cur) {
   auto* c = reinterpret_cast<Cursor*>(cur);
   bool have = false;
   Status st = c->log.Next(&have);
@@ -183,7 +183,7 @@ bool NarrowById(ReadRange* r, int op, sqlite3_value* x) {
   return r->upto > r->after;
 }
 
-int Filter(sqlite3_vtab_cursor* cur, int idx, const char*, int, sqlite3_value** argv) {
+int FilterImpl(sqlite3_vtab_cursor* cur, int idx, sqlite3_value** argv) {
   auto* c = reinterpret_cast<Cursor*>(cur);
   sqlite3* db = reinterpret_cast<Vtab*>(cur->pVtab)->db;
   c->eof = true;
@@ -219,7 +219,24 @@ int Filter(sqlite3_vtab_cursor* cur, int idx, const char*, int, sqlite3_value** 
   if (empty || !InternalTablesExist(db)) return SQLITE_OK;
   Status st = c->log.Open(db, r);
   if (!st.ok()) return Fail(cur, "cdc_changes: " + st.message());
-  return Next(cur);
+  return NextImpl(cur);
+}
+
+// The methods that allocate, behind a guard: no C++ exception reaches SQLite.
+int Next(sqlite3_vtab_cursor* cur) noexcept {
+  try {
+    return NextImpl(cur);
+  } catch (...) {
+    return SQLITE_NOMEM;
+  }
+}
+
+int Filter(sqlite3_vtab_cursor* cur, int idx, const char*, int, sqlite3_value** argv) noexcept {
+  try {
+    return FilterImpl(cur, idx, argv);
+  } catch (...) {
+    return SQLITE_NOMEM;
+  }
 }
 
 int Eof(sqlite3_vtab_cursor* cur) { return reinterpret_cast<Cursor*>(cur)->eof; }

@@ -44,9 +44,13 @@ Status PendingCount(sqlite3* db, int64_t pos, int64_t* count) {
 }
 
 Status Prune(sqlite3* db) {
+  // The newest event stays, with its continuation rows (they sit between the
+  // event before it and it): deleting only up to that earlier event keeps it
+  // whole for a consumer added later with 'earliest' and for cdc_changes.
   return Exec(db,
               "DELETE FROM main.__cdc_log WHERE id <= (SELECT min(pos) FROM main.__cdc_consumers) "
-              "AND id < (SELECT max(id) FROM main.__cdc_log)");
+              "AND id <= (SELECT max(id) FROM main.__cdc_log WHERE op <> 0 "
+              "AND id < (SELECT max(id) FROM main.__cdc_log))");
 }
 
 Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos) {

@@ -327,3 +327,27 @@ TEST(Changes, ScanDoesNotSeeChangesWrittenDuringIt) {
   EXPECT_EQ(seen, 5);
   EXPECT_EQ(f.db.One("SELECT count(*) FROM cdc_changes"), "10");
 }
+
+// The newest event is kept when everything is pruned (ids never reused). If
+// it spans continuation rows, those must be kept too: a consumer added later
+// with 'earliest', and cdc_changes, read it whole, never a truncated image.
+TEST(Prune, NewestEventIsKeptWhole) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  std::string sql = "CREATE TABLE w(id INTEGER PRIMARY KEY";
+  for (int i = 1; i < 1500; i++) sql += ", c" + std::to_string(i);
+  db.Exec(sql + "); SELECT cdc_setup('w'), cdc_consumer_add('c');"
+                "INSERT INTO w(id, c1, c1499) VALUES(1, 'a', 'z'); UPDATE w SET c1 = 'b'");
+  EXPECT_EQ(db.One("SELECT max(id) FROM __cdc_log"), "5");
+  EXPECT_EQ(db.One("SELECT cdc_ack('c', 5)"), "5");
+  EXPECT_EQ(db.One("SELECT group_concat(id) FROM __cdc_log"), "3,4,5");
+  db.Exec("SELECT cdc_consumer_add('late', 'earliest')");
+  auto evs = Poll(db, "late");
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].op, "UPDATE");
+  EXPECT_EQ(evs[0].before["c1"].s, "a");
+  EXPECT_EQ(evs[0].before["c1499"].s, "z");
+  EXPECT_EQ(evs[0].after["id"].i, 1);
+  EXPECT_EQ(evs[0].after["c1"].s, "b");
+  EXPECT_EQ(db.One("SELECT json_extract(before, '$.c1') FROM cdc_changes"), "a");
+}

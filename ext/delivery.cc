@@ -242,7 +242,12 @@ Status StatusJson(sqlite3* db, std::string* out) {
   {
     Stmt st;
     CDC_RETURN_IF_ERROR(st.Prepare(
-        db, "SELECT t.name, t.shape, s.columns FROM main.__cdc_tables AS t "
+        db, "SELECT t.name, t.shape, s.columns, "
+            // the three AFTER triggers cdc_setup installs (capture.cc)
+            "(SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
+            "  AND m.tbl_name = t.name COLLATE NOCASE AND m.name IN "
+            "  ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', '__cdc_' || t.id || '_delete')) "
+            "FROM main.__cdc_tables AS t "
             "JOIN main.__cdc_shapes AS s ON s.id = t.shape ORDER BY t.name"));
     int rc, i = 0;
     while ((rc = st.Step()) == SQLITE_ROW) {
@@ -250,9 +255,12 @@ Status StatusJson(sqlite3* db, std::string* out) {
       std::string name = st.Text(0);
       TableInfo t;
       Status ins = InspectTable(db, "cdc_status", name, &t);
-      // Drift: the table is gone, or its columns differ from what its
-      // triggers write (run cdc_setup again to refresh).
-      bool drift = !ins.ok() || ColumnsJson(t) != st.Text(2);
+      // Drift: the table is gone, its columns differ from what its triggers
+      // write, or its triggers are gone (the table was dropped and created
+      // again, or a trigger dropped by hand): run cdc_setup again.
+      bool columns_changed = ins.ok() && ColumnsJson(t) != st.Text(2);
+      bool triggers_missing = ins.ok() && st.Int(3) != 3;
+      bool drift = !ins.ok() || columns_changed || triggers_missing;
       out->append("{\"name\":");
       JsonString(out, name);
       out->append(",\"shape\":");
@@ -263,7 +271,9 @@ Status StatusJson(sqlite3* db, std::string* out) {
       out->append(drift ? "true" : "false");
       if (drift) {
         out->append(",\"drift_reason\":");
-        JsonString(out, ins.ok() ? std::string("columns changed; run cdc_setup again") : ins.message());
+        JsonString(out, !ins.ok()        ? ins.message()
+                        : columns_changed ? std::string("columns changed; run cdc_setup again")
+                                          : std::string("capture triggers are missing; run cdc_setup again"));
       }
       out->push_back('}');
     }

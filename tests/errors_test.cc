@@ -236,6 +236,22 @@ TEST(Errors, ReadOnlyDatabase) {
   }
 }
 
+// PRAGMA query_only: the same, naming the pragma.
+TEST(Errors, QueryOnlyConnection) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec(kSchema);
+  db.Exec("INSERT INTO t VALUES(1); PRAGMA query_only = ON");
+  for (const char* fn : {"cdc_setup('t')", "cdc_teardown('t')", "cdc_teardown()", "cdc_bootstrap('t')",
+                         "cdc_consumer_add('d')", "cdc_consumer_drop('c')", "cdc_ack('c', 1)"}) {
+    std::string name(fn, std::string(fn).find('('));
+    EXPECT_EQ(db.Error(std::string("SELECT ") + fn), name + ": the connection is read-only (PRAGMA query_only)");
+  }
+  EXPECT_EQ(db.One("SELECT json_array_length(cdc_poll('c'))"), "1");
+  db.Exec("PRAGMA query_only = OFF");
+  EXPECT_EQ(db.One("SELECT cdc_ack('c', 1)"), "1");
+}
+
 // The extension loads into a connection whose main database is empty and
 // ATTACHed databases are not touched.
 TEST(Errors, AttachedDatabasesAreNotCaptured) {

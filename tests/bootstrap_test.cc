@@ -246,6 +246,12 @@ TEST(Bootstrap, Errors) {
   EXPECT_EQ(db.Error("SELECT cdc_bootstrap('t')"),
             "cdc_bootstrap: the columns of 't' changed since cdc_setup; run SELECT cdc_setup('t') again first");
   EXPECT_EQ(db.Error("SELECT cdc_bootstrap('t', 0)"), "cdc_bootstrap: chunk size must be at least 1");
+  // Dropped and created again: its triggers are gone with the old table.
+  db.Exec("SELECT cdc_setup('t'); DROP TABLE t; CREATE TABLE t(x, y)");
+  EXPECT_EQ(db.Error("SELECT cdc_bootstrap('t', 5)"),
+            "cdc_bootstrap: the capture triggers of 't' are missing; run SELECT cdc_setup('t') again first");
+  db.Exec("SELECT cdc_setup('t')");
+  EXPECT_EQ(db.One("SELECT cdc_bootstrap('t', 5)"), "0");
 }
 
 // The replay-replica proof (issue 3): random writes, from this and another

@@ -246,7 +246,13 @@ Status StatusJson(sqlite3* db, std::string* out) {
             // the three AFTER triggers cdc_setup installs (capture.cc)
             "(SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
             "  AND m.tbl_name = t.name COLLATE NOCASE AND m.name IN "
-            "  ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', '__cdc_' || t.id || '_delete')) "
+            "  ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', '__cdc_' || t.id || '_delete')), "
+            // other triggers on the table created after the capture triggers
+            "(SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
+            "  AND m.tbl_name = t.name COLLATE NOCASE AND substr(m.name, 1, 6) <> '__cdc_' "
+            "  AND m.rowid > (SELECT min(c.rowid) FROM main.sqlite_schema AS c WHERE c.type = 'trigger' "
+            "    AND c.name IN ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', "
+            "                   '__cdc_' || t.id || '_delete'))) "
             "FROM main.__cdc_tables AS t "
             "JOIN main.__cdc_shapes AS s ON s.id = t.shape ORDER BY t.name"));
     int rc, i = 0;
@@ -260,7 +266,12 @@ Status StatusJson(sqlite3* db, std::string* out) {
       // again, or a trigger dropped by hand): run cdc_setup again.
       bool columns_changed = ins.ok() && ColumnsJson(t) != st.Text(2);
       bool triggers_missing = ins.ok() && st.Int(3) != 3;
-      bool drift = !ins.ok() || columns_changed || triggers_missing;
+      // SQLite fires the newest trigger first: an AFTER trigger created after
+      // cdc_setup that writes the table runs before the capture trigger, so
+      // its change is logged before the change that caused it (a replica
+      // applying in id order ends stale). cdc_setup again reorders them.
+      bool triggers_after = ins.ok() && !triggers_missing && st.Int(4) > 0;
+      bool drift = !ins.ok() || columns_changed || triggers_missing || triggers_after;
       out->append("{\"name\":");
       JsonString(out, name);
       out->append(",\"shape\":");
@@ -273,7 +284,10 @@ Status StatusJson(sqlite3* db, std::string* out) {
         out->append(",\"drift_reason\":");
         JsonString(out, !ins.ok()        ? ins.message()
                         : columns_changed ? std::string("columns changed; run cdc_setup again")
-                                          : std::string("capture triggers are missing; run cdc_setup again"));
+                        : triggers_missing
+                            ? std::string("capture triggers are missing; run cdc_setup again")
+                            : std::string("triggers created after cdc_setup fire before capture; "
+                                          "run cdc_setup again"));
       }
       out->push_back('}');
     }

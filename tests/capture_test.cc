@@ -403,3 +403,29 @@ TEST(Capture, ForeignKeyCascades) {
                    R"(c DELETE {"id":10,"pid":5} null)", R"(p DELETE {"id":5,"u":"a"} null)",
                    R"(p INSERT null {"id":7,"u":"a"})"}));
 }
+
+// SQLite fires the most recently created trigger first. A user AFTER trigger
+// created after cdc_setup that writes the same table runs before capture,
+// so its UPDATE would be logged before the INSERT that caused it (a replica
+// applying in id order ends with the stale INSERT image). cdc_status
+// reports it; cdc_setup again puts capture first.
+TEST(Capture, UserTriggersCreatedAfterSetup) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, n DEFAULT 0); SELECT cdc_setup('t');"
+          "CREATE TRIGGER bump AFTER INSERT ON t BEGIN UPDATE t SET n = n + 1 WHERE id = NEW.id; END;");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift_reason')"),
+            "triggers created after cdc_setup fire before capture; run cdc_setup again");
+  db.Exec("INSERT INTO t(id) VALUES(1)");
+  EXPECT_EQ(Describe(PollAll(db)), (Lines{R"(t UPDATE {"id":1,"n":0} {"id":1,"n":1})",
+                                          R"(t INSERT null {"id":1,"n":0})"}));  // out of order
+  db.Exec("SELECT cdc_setup('t')");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "0");
+  db.Exec("INSERT INTO t(id) VALUES(2)");
+  auto evs = PollAll(db);
+  EXPECT_EQ(Describe(std::vector<Ev>(evs.begin() + 2, evs.end())),
+            (Lines{R"(t INSERT null {"id":2,"n":0})", R"(t UPDATE {"id":2,"n":0} {"id":2,"n":1})"}));
+  // Triggers created before cdc_setup are no drift.
+  db.Exec("CREATE TABLE u(x); CREATE TRIGGER u_t AFTER INSERT ON u BEGIN SELECT 1; END; SELECT cdc_setup('u')");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[1].drift')"), "0");
+}

@@ -50,9 +50,12 @@ struct TableInfo {
   std::vector<int> pk;               // WITHOUT ROWID: primary key columns
   std::string rowid;                 // rowid tables: an unshadowed rowid name
   // UNIQUE constraints other than the primary key whose conflicts a REPLACE
-  // resolves by deleting rows: plain column lists only.
+  // resolves by deleting rows: column lists (not expressions).
   std::vector<std::vector<int>> uniques;
   std::vector<std::vector<std::string>> unique_colls;  // per uniques entry: collations
+  // A UNIQUE index is partial or on a generated column: any UPDATE, not only
+  // one that sets its columns, may make a row conflict.
+  bool stage_every_update = false;
 };
 
 // Finds `name` in the main database and checks it can be captured: an

@@ -206,6 +206,12 @@ Status RequireWritable(sqlite3* db, const char* fn) {
   if (sqlite3_db_readonly(db, "main") == 1) {
     return Status::Error(std::string(fn) + ": the database is read-only");
   }
+  // PRAGMA query_only makes every write fail with SQLite's bare "attempt to
+  // write a readonly database"; say which call and why.
+  int64_t query_only = 0;
+  if (QueryInt(db, "PRAGMA query_only", &query_only).ok() && query_only) {
+    return Status::Error(std::string(fn) + ": the connection is read-only (PRAGMA query_only)");
+  }
   return Status();
 }
 

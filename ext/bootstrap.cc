@@ -67,14 +67,34 @@ std::string Join(const std::vector<std::string>& v) {
   return s;
 }
 
-// Writes the events of every row `sel` returns. The first `nkey` columns of
-// `sel` are the key; the rest are the table's columns in order. Leaves the
-// last row's key in *last (duplicated values) and the count in *written.
-Status WriteRows(sqlite3* db, Stmt& sel, size_t nkey, int64_t shape, int width,
-                 std::vector<sqlite3_value*>* last, int64_t* written) {
+// Writes one INSERT event per row of "SELECT <cols> <tail>", with `binds`
+// bound to ?1, ?2, ... of `tail`. Rows that fit in one log row are copied by
+// a single INSERT ... SELECT (about twice as fast as stepping them through
+// C++); wider rows are split into continuation rows one by one.
+Status WriteRows(sqlite3* db, const std::vector<std::string>& cols, const std::string& tail,
+                 const std::vector<sqlite3_value*>& binds, int64_t shape, int width, int64_t* written) {
+  auto bind_all = [&](sqlite3_stmt* s) {
+    for (size_t i = 0; i < binds.size(); i++) sqlite3_bind_value(s, static_cast<int>(i + 1), binds[i]);
+  };
+  int ncols = static_cast<int>(cols.size());
+  *written = 0;
+  if (ncols <= width) {
+    std::string sql = "INSERT INTO main.__cdc_log(ts,shape,op";
+    for (int i = 0; i < ncols; i++) sql += ",v" + std::to_string(i);
+    sql += ") SELECT " + std::string(kNowMs) + "," + std::to_string(shape) + "," +
+           std::to_string(kOpInsert) + "," + Join(cols) + " " + tail;
+    Stmt ins;
+    CDC_RETURN_IF_ERROR(ins.Prepare(db, sql));
+    bind_all(ins.get());
+    if (ins.Step() != SQLITE_DONE) return Status::FromDb(db, "cdc_bootstrap");
+    *written = sqlite3_changes64(db);
+    return Status();
+  }
+  Stmt sel;
+  CDC_RETURN_IF_ERROR(sel.Prepare(db, "SELECT " + Join(cols) + " " + tail));
+  bind_all(sel.get());
   sqlite3_stmt* s = sel.get();
-  int ncols = sqlite3_column_count(s) - static_cast<int>(nkey);
-  // One prepared INSERT per chunk size used.
+  // One prepared INSERT per chunk of the row.
   std::vector<Stmt> ins;
   int chunks = (ncols + width - 1) / width;
   for (int c = 0; c < chunks; c++) {
@@ -90,26 +110,18 @@ Status WriteRows(sqlite3* db, Stmt& sel, size_t nkey, int64_t shape, int width,
     CDC_RETURN_IF_ERROR(ins.back().Prepare(db, sql));
   }
   int64_t now = 0;
-  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT CAST((julianday('now')-2440587.5)*86400000 AS INTEGER)", &now));
+  CDC_RETURN_IF_ERROR(QueryInt(db, std::string("SELECT ") + kNowMs, &now));
   int rc;
-  *written = 0;
   while ((rc = sel.Step()) == SQLITE_ROW) {
     for (int c = 0; c < chunks; c++) {
       Stmt& st = ins[static_cast<size_t>(c)];
       if (c == chunks - 1) st.Bind(1, now);
       int n = std::min(width, ncols - c * width);
-      for (int i = 0; i < n; i++) {
-        sqlite3_bind_value(st.get(), i + 2, sqlite3_column_value(s, static_cast<int>(nkey) + c * width + i));
-      }
+      for (int i = 0; i < n; i++) sqlite3_bind_value(st.get(), i + 2, sqlite3_column_value(s, c * width + i));
       if (st.Step() != SQLITE_DONE) return Status::FromDb(db, "cdc_bootstrap");
       sqlite3_reset(st.get());
     }
     ++*written;
-    if (last) {
-      for (auto* v : *last) sqlite3_value_free(v);
-      last->clear();
-      for (size_t k = 0; k < nkey; k++) last->push_back(sqlite3_value_dup(sqlite3_column_value(s, static_cast<int>(k))));
-    }
   }
   if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_bootstrap");
   return Status();
@@ -132,6 +144,9 @@ Status EnsureStateTable(sqlite3* db, size_t nkey) {
 }
 
 Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t chunk, int64_t* written) {
+  Savepoint sp(db, "cdc_bootstrap");
+  CDC_RETURN_IF_ERROR(sp.Begin());
+  if (InternalTablesExist(db)) CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_log"));
   Captured cap;
   CDC_RETURN_IF_ERROR(LoadCaptured(db, fn, table, &cap));
   const TableInfo& t = cap.t;
@@ -139,8 +154,6 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
   CDC_RETURN_IF_ERROR(LogWidth(db, &width));
   std::vector<std::string> cols;
   for (auto& c : t.columns) cols.push_back(Ident(c));
-  Savepoint sp(db, "cdc_bootstrap");
-  CDC_RETURN_IF_ERROR(sp.Begin());
 
   if (chunk <= 0) {  // everything at once
     // A full bootstrap supersedes a chunked one in progress.
@@ -151,9 +164,7 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
       CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(t.name)));
     }
     CDC_RETURN_IF_ERROR(WriteMarker(db, cap.shape));
-    Stmt sel;
-    CDC_RETURN_IF_ERROR(sel.Prepare(db, "SELECT " + Join(cols) + " FROM main." + Ident(t.name)));
-    CDC_RETURN_IF_ERROR(WriteRows(db, sel, 0, cap.shape, width, nullptr, written));
+    CDC_RETURN_IF_ERROR(WriteRows(db, cols, "FROM main." + Ident(t.name), {}, cap.shape, width, written));
     return sp.Release();
   }
 
@@ -172,49 +183,47 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
   int rc = state.Step();
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Status::FromDb(db, fn);
   bool started = rc == SQLITE_ROW;
-  std::string sql = "SELECT " + Join(key) + "," + Join(cols) + " FROM main." + Ident(t.name);
-  if (started) {
-    // NULL in k0 means "started, no row written yet".
-    if (!state.IsNull(0)) {
-      std::string ph;
-      for (size_t i = 0; i < key.size(); i++) ph += (i ? "," : "") + std::string("?") + std::to_string(i + 1);
-      sql += " WHERE (" + Join(key) + ") > (" + ph + ")";
-    }
-  }
-  sql += " ORDER BY " + Join(key) + " LIMIT " + std::to_string(chunk);
-  Stmt sel;
-  CDC_RETURN_IF_ERROR(sel.Prepare(db, sql));
+  // The chunk: rows after the last key written (NULL k0: none written yet).
+  std::string tail = "FROM main." + Ident(t.name);
+  std::vector<sqlite3_value*> binds;
   if (started && !state.IsNull(0)) {
+    std::string ph;
     for (size_t i = 0; i < key.size(); i++) {
-      sqlite3_bind_value(sel.get(), static_cast<int>(i + 1), sqlite3_column_value(state.get(), static_cast<int>(i)));
+      ph += (i ? "," : "") + std::string("?") + std::to_string(i + 1);
+      binds.push_back(sqlite3_column_value(state.get(), static_cast<int>(i)));
     }
+    tail += " WHERE (" + Join(key) + ") > (" + ph + ")";
   }
+  tail += " ORDER BY " + Join(key);
   if (!started) {
     CDC_RETURN_IF_ERROR(WriteMarker(db, cap.shape));
     CDC_RETURN_IF_ERROR(Exec(db, "INSERT INTO main.__cdc_bootstrap(tbl) VALUES(" + Literal(t.name) + ")"));
   }
-  std::vector<sqlite3_value*> last;
-  Status st = WriteRows(db, sel, key.size(), cap.shape, width, &last, written);
-  state = Stmt();
-  sel = Stmt();
-  if (st.ok()) {
-    if (*written == 0) {
-      st = Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(t.name));
-    } else {
-      std::string set;
-      for (size_t i = 0; i < key.size(); i++) set += (i ? "," : "") + kcols[i] + "=?" + std::to_string(i + 1);
-      Stmt up;
-      st = up.Prepare(db, "UPDATE main.__cdc_bootstrap SET " + set + " WHERE tbl = ?" +
-                              std::to_string(key.size() + 1));
-      if (st.ok()) {
-        for (size_t i = 0; i < key.size(); i++) sqlite3_bind_value(up.get(), static_cast<int>(i + 1), last[i]);
-        up.Bind(static_cast<int>(key.size() + 1), t.name);
-        if (up.Step() != SQLITE_DONE) st = Status::FromDb(db, fn);
-      }
-    }
+  CDC_RETURN_IF_ERROR(WriteRows(db, cols, tail + " LIMIT " + std::to_string(chunk), binds, cap.shape, width, written));
+  if (*written == 0) {
+    state = Stmt();
+    CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(t.name)));
+    return sp.Release();
   }
-  for (auto* v : last) sqlite3_value_free(v);
-  CDC_RETURN_IF_ERROR(st);
+  // Remember the chunk's last key.
+  Stmt lastkey;
+  CDC_RETURN_IF_ERROR(lastkey.Prepare(db, "SELECT " + Join(key) + " " + tail + " LIMIT 1 OFFSET " +
+                                              std::to_string(*written - 1)));
+  for (size_t i = 0; i < binds.size(); i++) sqlite3_bind_value(lastkey.get(), static_cast<int>(i + 1), binds[i]);
+  if (lastkey.Step() != SQLITE_ROW) return Status::FromDb(db, fn);
+  std::string set;
+  for (size_t i = 0; i < key.size(); i++) set += (i ? "," : "") + kcols[i] + "=?" + std::to_string(i + 1);
+  Stmt up;
+  CDC_RETURN_IF_ERROR(up.Prepare(db, "UPDATE main.__cdc_bootstrap SET " + set + " WHERE tbl = ?" +
+                                         std::to_string(key.size() + 1)));
+  for (size_t i = 0; i < key.size(); i++) {
+    sqlite3_bind_value(up.get(), static_cast<int>(i + 1), sqlite3_column_value(lastkey.get(), static_cast<int>(i)));
+  }
+  up.Bind(static_cast<int>(key.size() + 1), t.name);
+  lastkey = Stmt();
+  state = Stmt();
+  if (up.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+  up = Stmt();
   return sp.Release();
 }
 

@@ -54,6 +54,11 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
   *pos = cur;
   if (id <= cur) return Status();
+  Savepoint sp(db, "cdc_ack");
+  CDC_RETURN_IF_ERROR(sp.Begin());
+  CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_consumers"));
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));  // again, under the lock
+  if (id <= cur) return sp.Release();
   int64_t newest = 0;
   CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
   if (id > newest) {
@@ -63,9 +68,7 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   // Positions are event ids, so pruning never splits an event's rows.
   int64_t floor = 0;
   CDC_RETURN_IF_ERROR(EventFloor(db, id, &floor));
-  if (floor <= cur) return Status();
-  Savepoint sp(db, "cdc_ack");
-  CDC_RETURN_IF_ERROR(sp.Begin());
+  if (floor <= cur) return sp.Release();
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
       db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = (") + kNowSql +
@@ -91,7 +94,13 @@ Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t li
   *count = 0;
   CDC_RETURN_IF_ERROR(ReadEvents(db, r, [&](const Event& e) {
     if ((*count)++) out->push_back(',');
+    size_t before = out->size();
     EventJson(out, e);
+    // After the first event, reserve for the batch to avoid regrowing.
+    if (*count == 1 && limit > 1) {
+      size_t guess = static_cast<size_t>(std::min<int64_t>(limit, 4096)) * (out->size() - before + 1);
+      out->reserve(std::min<size_t>(guess, size_t{16} << 20));
+    }
     return true;
   }));
   out->push_back(']');
@@ -115,6 +124,7 @@ void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     Savepoint sp(db, "cdc_consumer_add");
     st = sp.Begin();
     if (st.ok()) st = EnsureInternalTables(db);
+    if (st.ok()) st = LockForWrite(db, "__cdc_consumers");
     if (st.ok()) {
       Stmt q;
       st = q.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1");
@@ -160,6 +170,7 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
   if (st.ok()) {
     Savepoint sp(db, "cdc_consumer_drop");
     st = sp.Begin();
+    if (st.ok()) st = LockForWrite(db, "__cdc_consumers");
     Stmt del;
     if (st.ok()) st = del.Prepare(db, "DELETE FROM main.__cdc_consumers WHERE name = ?1");
     if (st.ok()) {

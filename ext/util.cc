@@ -123,14 +123,24 @@ Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out) {
 }
 
 Savepoint::~Savepoint() {
-  if (!open_) return;
   // Undo everything done since Begin(), then forget the savepoint. Errors
   // here cannot be reported; the transaction state stays consistent because
   // ROLLBACK TO never fails on a live savepoint.
-  Exec(db_, "ROLLBACK TO " + Ident(name_) + "; RELEASE " + Ident(name_));
+  if (open_) Exec(db_, "ROLLBACK TO " + Ident(name_) + "; RELEASE " + Ident(name_));
+  if (own_txn_ && !sqlite3_get_autocommit(db_)) Exec(db_, "ROLLBACK");
 }
 
 Status Savepoint::Begin() {
+  if (sqlite3_get_autocommit(db_)) {
+    // Take the write lock now, waiting through the busy handler. A SAVEPOINT
+    // here would open a deferred transaction: its first read pins a
+    // snapshot, and the write that follows fails at once with SQLITE_BUSY
+    // (or SQLITE_BUSY_SNAPSHOT in WAL mode) whenever another connection
+    // writes, because SQLite never calls the busy handler to upgrade a
+    // reading transaction.
+    CDC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
+    own_txn_ = true;
+  }
   CDC_RETURN_IF_ERROR(Exec(db_, "SAVEPOINT " + Ident(name_)));
   open_ = true;
   return Status();
@@ -139,7 +149,15 @@ Status Savepoint::Begin() {
 Status Savepoint::Release() {
   CDC_RETURN_IF_ERROR(Exec(db_, "RELEASE " + Ident(name_)));
   open_ = false;
+  if (own_txn_) {
+    CDC_RETURN_IF_ERROR(Exec(db_, "COMMIT"));  // on failure the destructor rolls back
+    own_txn_ = false;
+  }
   return Status();
+}
+
+Status LockForWrite(sqlite3* db, const char* table) {
+  return Exec(db, std::string("DELETE FROM main.") + Ident(table) + " WHERE 0");
 }
 
 void ResultError(sqlite3_context* ctx, const Status& st) {

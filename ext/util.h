@@ -137,7 +137,11 @@ Status Exec(sqlite3* db, const std::string& sql);
 Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out);
 
 // A savepoint on the caller's connection. Rolls back and releases in its
-// destructor unless Release() succeeded.
+// destructor unless Release() succeeded. In autocommit mode it opens the
+// transaction with BEGIN IMMEDIATE (and commits it on Release): a deferred
+// transaction that reads first cannot later become a writer while another
+// connection writes (SQLite returns SQLITE_BUSY at once, without the busy
+// handler), so every writing function takes the write lock up front.
 class Savepoint {
  public:
   Savepoint(sqlite3* db, const char* name) : db_(db), name_(name) {}
@@ -151,7 +155,14 @@ class Savepoint {
   sqlite3* db_;
   std::string name_;
   bool open_ = false;
+  bool own_txn_ = false;  // Begin() opened the transaction (BEGIN IMMEDIATE)
 };
+
+// Takes the database's write lock now (a write statement that changes
+// nothing), so the reads that follow in the same transaction cannot be
+// invalidated by another connection's commit (SQLITE_BUSY_SNAPSHOT) and
+// waiting goes through the busy handler. `table` must exist in main.
+Status LockForWrite(sqlite3* db, const char* table);
 
 // Reports a Status as the SQL function's result error.
 void ResultError(sqlite3_context* ctx, const Status& st);

@@ -11,5 +11,5 @@ rm -f "$db" "$db-wal" "$db-shm"
 echo "== demo database: $db"
 sqlite3 -batch -echo "$db" <<SQL
 .load $ext
-$(cat "$here/demo.sql")
+$(sed "s|\$DEMO_DB|$db|g" "$here/demo.sql")
 SQL

@@ -32,17 +32,18 @@ clean:
 # Sanitizer runs of the whole suite (separate build dirs; the test binaries,
 # helper programs and cdc.so are all instrumented). Tests that load cdc.so
 # into uninstrumented programs (the sqlite3 shell, python) get the sanitizer
-# runtime by LD_PRELOAD; python's own leaks are not ours, so the sql./docs.
-# tests run without leak detection, the GoogleTest suite with it.
+# runtime by LD_PRELOAD; their own leaks (python, bash) are not ours, so the
+# sql./docs./demo. tests run without leak detection, the GoogleTest suite with
+# it. The soak (label soak) is left out: it has its own target.
 SAN_PRELOAD_address,undefined = $(shell $(CXX) -print-file-name=libasan.so)
 SAN_PRELOAD_thread = $(shell $(CXX) -print-file-name=libtsan.so)
 define run_sanitized
 	@cmake -S . -B $(1) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=$(2) >/dev/null
 	@cmake --build $(1) -j $(JOBS)
 	cd $(1) && LD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	  ctest --output-on-failure -j $(JOBS) -E '^(sql|docs)\.'
+	  ctest --output-on-failure -j $(JOBS) -LE soak -E '^(sql|docs|demo)\.'
 	cd $(1) && LD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=0 TSAN_OPTIONS="report_bugs=0" \
-	  ctest --output-on-failure -j $(JOBS) -R '^(sql|docs)\.'
+	  ctest --output-on-failure -j $(JOBS) -R '^(sql|docs|demo)\.'
 endef
 
 sanitize:

@@ -280,6 +280,22 @@ TEST(Listener, RollbackJournalModeWithWatchOnly) {
   EXPECT_EQ(r.Ids(), Range(1, 5));
 }
 
+TEST(Listener, WorksOnTheRegisteringConnectionsNonDefaultVfs) {
+  // unix-dotfile locks with a lock file: a listener on the default VFS would
+  // not see the writer's locks. Rollback-journal mode (no shared memory).
+  TempDir tmp;
+  Recorder r;
+  std::string uri = "file:" + tmp.File("t.db") + "?vfs=unix-dotfile";
+  Db db(uri);
+  Prepare(db, "c", /*wal=*/false);
+  ASSERT_EQ(Listen(db, "c", &r), "");
+  Db other(uri, false);
+  for (int i = 1; i <= 5; i++) other.Exec("INSERT INTO t(v) VALUES(" + std::to_string(i) + ")");
+  ASSERT_TRUE(Eventually([&] { return r.Count() >= 5; }));
+  EXPECT_EQ(r.Ids(), Range(1, 5));
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
 TEST(Listener, ArgumentErrors) {
   TempDir tmp;
   Db db(tmp.File("t.db"));

@@ -512,6 +512,12 @@ TEST(Wait, ArgumentErrors) {
   EXPECT_EQ(db.Error("SELECT cdc_wait('c', NULL)"), "cdc_wait: timeout_ms must not be NULL");
   EXPECT_EQ(db.Error("SELECT cdc_wait(NULL, 1)"), "cdc_wait: consumer name must not be NULL");
   EXPECT_EQ(db.Error("SELECT cdc_wait('c')"), "wrong number of arguments to function cdc_wait()");
+  // SQLITE_DIRECTONLY: not from views or triggers.
+  db.Exec("CREATE VIEW w1 AS SELECT cdc_wait('c', 0) AS n; CREATE VIEW w2 AS SELECT cdc_unlisten('c') AS n;"
+          "CREATE VIEW w3 AS SELECT cdc_listen('c', 'abs') AS n");
+  EXPECT_EQ(db.Error("SELECT n FROM w1"), "unsafe use of cdc_wait()");
+  EXPECT_EQ(db.Error("SELECT n FROM w2"), "unsafe use of cdc_unlisten()");
+  EXPECT_EQ(db.Error("SELECT n FROM w3"), "unsafe use of cdc_listen()");
   // Huge timeouts are accepted (capped at one day); a pending change returns at once.
   db.Exec("INSERT INTO t(v) VALUES(1)");
   EXPECT_EQ(db.One("SELECT cdc_wait('c', 9223372036854775807)"), "1");

@@ -1,9 +1,10 @@
 # Thin wrapper over CMake. `make` builds build/cdc.so.
 BUILD ?= build
+comma := ,
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test demo bench clean sanitize tsan
+.PHONY: all test demo bench clean sanitize tsan test-sqlite-latest install test-node
 
 all: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -28,31 +29,52 @@ bench:
 clean:
 	rm -rf $(BUILD) build-*
 
-# Sanitizer runs of the whole suite (separate build dirs; the test binaries,
-# helper programs and cdc.so are all instrumented; the soak, label soak, has
-# its own target). Tests that load cdc.so into uninstrumented programs (the
-# sqlite3 shell, python, bash: sql., docs., demo.) need the sanitizer runtime
-# first in the process: under ASan it is LD_PRELOADed, without leak checks
-# (python's and bash's leaks are not ours); TSan cannot run in those programs
-# (a preloaded libtsan crashes bash), so make tsan leaves them out.
-ASAN_PRELOAD = $(shell $(CXX) -print-file-name=libasan.so)
-SAN_HOSTED = '^(sql|docs|demo)\.'
+# The whole suite against a recent SQLite amalgamation from the npm registry
+# (better-sqlite3's deps/sqlite3; tarball cached in $(LATEST)); see
+# cmake/sqlite_amalgamation.cmake.
+LATEST ?= build-sqlite-latest
+SQLITE_LATEST_PKG ?= better-sqlite3@12
+test-sqlite-latest:
+	@tools/fetch_sqlite_amalgamation.sh $(LATEST)/npm $(SQLITE_LATEST_PKG) | sed 's/^/SQLite amalgamation: /'
+	@cmake -S . -B $(LATEST) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SQLITE_AMALGAMATION=$(CURDIR)/$(LATEST)/npm/sqlite3 $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(LATEST) -j $(JOBS)
+	cd $(LATEST) && ctest --output-on-failure -j $(JOBS)
 
-sanitize:
-	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=address,undefined >/dev/null
-	@cmake --build build-asan -j $(JOBS)
-	cd build-asan && LD_PRELOAD=$(ASAN_PRELOAD) ASAN_OPTIONS=detect_leaks=1 \
-	  ctest --output-on-failure -j $(JOBS) -LE soak -E $(SAN_HOSTED)
-	cd build-asan && LD_PRELOAD=$(ASAN_PRELOAD) ASAN_OPTIONS=detect_leaks=0 \
-	  ctest --output-on-failure -j $(JOBS) -R $(SAN_HOSTED)
+# Installs into $(PREFIX) (DESTDIR honoured): see README "Install".
+PREFIX ?= /usr/local
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
-tsan:
-	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=thread >/dev/null
-	@cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	  ctest --output-on-failure -j $(JOBS) -LE soak -E $(SAN_HOSTED)
+# Node.js client test: builds better-sqlite3@12 from source (npm registry,
+# local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js.
+test-node: all
+	@tools/fetch_better_sqlite3.sh $(BUILD)/node
+	cd $(BUILD) && ctest --output-on-failure -R '^client[.]node$$'
 
 # Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
 DURATION ?= 600
 soak: all
 	$(BUILD)/tests/cdc_soak --ext $(BUILD)/cdc --seconds $(DURATION)
+
+# Sanitizer runs of the whole suite (separate build dirs; the test binaries,
+# helper programs and cdc.so are all instrumented). Tests that load cdc.so
+# into uninstrumented programs (the sqlite3 shell, python) get the sanitizer
+# runtime by LD_PRELOAD (inside the GoogleTest suite: CDC_CHILD_PRELOAD, for
+# the shells it starts); their own leaks (python, node, the shell) are not ours, so those
+# tests run without leak detection, the GoogleTest suite with it.
+SAN_PRELOAD_address,undefined = $(shell $(CXX) -print-file-name=libasan.so)
+SAN_PRELOAD_thread = $(shell $(CXX) -print-file-name=libtsan.so)
+define run_sanitized
+	@cmake -S . -B $(1) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=$(2) >/dev/null
+	@cmake --build $(1) -j $(JOBS)
+	cd $(1) && CDC_CHILD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --output-on-failure -j $(JOBS) -E '^(sql|docs|demo|client|install|stream)\.'
+	cd $(1) && LD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=0 TSAN_OPTIONS="report_bugs=0" \
+	  ctest --output-on-failure -j $(JOBS) -R '^(sql|docs|demo|client|install|stream)\.'
+endef
+
+sanitize:
+	$(call run_sanitized,build-asan,address$(comma)undefined)
+
+tsan:
+	$(call run_sanitized,build-tsan,thread)

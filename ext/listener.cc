@@ -42,7 +42,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <set>
 #include <thread>
 #include <vector>
@@ -665,16 +664,6 @@ void SqlUnlisten(sqlite3_context* ctx, int, sqlite3_value** argv) {
   Finish(std::move(l));
   Reap();
   sqlite3_result_int(ctx, 1);
-}
-
-void SqlUnlistenEntry(sqlite3_context* ctx, int argc, sqlite3_value** argv) noexcept {
-  try {
-    SqlUnlisten(ctx, argc, argv);
-  } catch (const std::bad_alloc&) {
-    sqlite3_result_error_nomem(ctx);
-  } catch (...) {
-    sqlite3_result_error(ctx, "cdc_unlisten: internal error", -1);
-  }
 }
 
 void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {

@@ -8,9 +8,6 @@ namespace cdc {
 void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 void SqlUnlisten(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 void SqlWait(sqlite3_context* ctx, int argc, sqlite3_value** argv);
-// The registered entry point of cdc_unlisten (its user data is the
-// connection state, not the function): SqlUnlisten with exceptions caught.
-void SqlUnlistenEntry(sqlite3_context* ctx, int argc, sqlite3_value** argv) noexcept;
 
 // Per-connection state: created when the extension registers cdc_unlisten on
 // `db` (its pApp), destroyed by SQLite when that connection closes or the

@@ -36,8 +36,11 @@ enum Op : int { kOpCont = 0, kOpInsert = 1, kOpUpdate = 2, kOpDelete = 3, kOpBoo
 const char* OpName(int op);
 
 // Values one log row can hold, at most. Tables whose value sequence is longer
-// spill into continuation rows.
-constexpr int kMaxLogWidth = 1000;
+// spill into continuation rows. Widening the log is one ALTER TABLE ADD
+// COLUMN per column, each reparsing the schema (quadratic: 1000 columns took
+// 6 s), and every narrower table's rows pay a byte of padding per column; 256
+// keeps a 100-column table's INSERT in one row (and its UPDATE in two).
+constexpr int kMaxLogWidth = 256;
 
 struct TableInfo {
   std::string name;                  // as stored in sqlite_schema

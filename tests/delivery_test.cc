@@ -179,21 +179,34 @@ TEST(Prune, ContinuationRowsStayWithTheirEvent) {
   for (int i = 1; i < 1500; i++) sql += ", c" + std::to_string(i);
   db.Exec(sql + "); SELECT cdc_setup('w'), cdc_consumer_add('c');"
                 "INSERT INTO w(id, c1499) VALUES(1, 'a'); UPDATE w SET c1499 = 'b'; UPDATE w SET c1 = 'x'");
-  // 2 rows for the INSERT, 3 per UPDATE (1000-value rows).
-  EXPECT_EQ(db.One("SELECT group_concat(op) FROM (SELECT op FROM __cdc_log ORDER BY id)"), "0,1,0,0,2,0,0,2");
+  // The layout follows the log's width: an event of n values takes
+  // ceil(n / width) rows, the last one being the event's own row.
+  const int width = std::stoi(db.One("SELECT count(*) - 4 FROM pragma_table_info('__cdc_log')"));
+  ASSERT_LT(width, 1500);
+  std::string ops;
+  std::vector<int64_t> event_ids;
+  int64_t id = 0;
+  for (auto [op, n] : {std::pair{1, 1500}, {2, 3000}, {2, 3000}}) {
+    for (int r = (n + width - 1) / width; r > 1; r--) ops += std::string(ops.empty() ? "" : ",") + "0", id++;
+    ops += std::string(ops.empty() ? "" : ",") + std::to_string(op);
+    event_ids.push_back(++id);
+  }
+  EXPECT_EQ(db.One("SELECT group_concat(op) FROM (SELECT op FROM __cdc_log ORDER BY id)"), ops);
   // Acking an id inside an event's continuation rows floors to the event before.
-  EXPECT_EQ(db.One("SELECT cdc_ack('c', 4)"), "2");
-  EXPECT_EQ(db.One("SELECT min(id) FROM __cdc_log"), "3");
+  const int64_t inside = event_ids[1] - 1;
+  EXPECT_EQ(db.One("SELECT cdc_ack('c', " + std::to_string(inside) + ")"), std::to_string(event_ids[0]));
+  EXPECT_EQ(db.One("SELECT min(id) FROM __cdc_log"), std::to_string(event_ids[0] + 1));
   auto evs = Poll(db, "c");
   ASSERT_EQ(evs.size(), 2u);
   EXPECT_EQ(evs[0].before["c1499"].s, "a");
   EXPECT_EQ(evs[0].after["c1499"].s, "b");
   EXPECT_EQ(evs[1].after["c1"].s, "x");
   EXPECT_EQ(evs[1].after.members.size(), 1500u);
-  EXPECT_EQ(db.One("SELECT count(*) FROM cdc_changes WHERE id > 2"), "2");
-  EXPECT_EQ(db.One("SELECT count(*) FROM cdc_changes WHERE id >= 4"), "2");
-  EXPECT_EQ(db.One("SELECT count(*) FROM cdc_changes WHERE id > 5"), "1");
-  EXPECT_EQ(db.One("SELECT json_extract(after, '$.c1499') FROM cdc_changes WHERE id = 8"), "b");
+  auto count = [&](const std::string& where) { return db.One("SELECT count(*) FROM cdc_changes WHERE " + where); };
+  EXPECT_EQ(count("id > " + std::to_string(event_ids[0])), "2");
+  EXPECT_EQ(count("id >= " + std::to_string(inside)), "2");  // an id inside event 2's rows still yields it whole
+  EXPECT_EQ(count("id > " + std::to_string(inside + 1)), "1");
+  EXPECT_EQ(db.One("SELECT json_extract(after, '$.c1499') FROM cdc_changes WHERE id = " + std::to_string(event_ids[2])), "b");
 }
 
 TEST(Status, ReportsTablesConsumersAndDrift) {

@@ -78,17 +78,21 @@ soak: all
 SAN_PRELOAD_address,undefined = $(shell $(CXX) -print-file-name=libasan.so)
 SAN_PRELOAD_thread = $(shell $(CXX) -print-file-name=libtsan.so)
 HOST_TESTS = '^(sql|docs|demo|client|install|stream)\.'
+# The soak's forked writers are SIGKILLed and exit mid-work: LeakSanitizer's
+# exit-time scan is not meaningful there (it crashed in one), so under ASan
+# the soak runs with the host tests, without leak detection.
+ASAN_NOLEAK_TESTS = '^(sql|docs|demo|client|install|stream|soak)\.'
 define san_build
 	@cmake -S . -B $(1) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=$(2) >/dev/null
 	@cmake --build $(1) -j $(JOBS)
 	cd $(1) && CDC_CHILD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	  ctest --output-on-failure -j $(JOBS) -E $(HOST_TESTS)
+	  ctest --output-on-failure -j $(JOBS) -E $(3)
 endef
 
 sanitize:
-	$(call san_build,build-asan,address$(comma)undefined)
+	$(call san_build,build-asan,address$(comma)undefined,$(ASAN_NOLEAK_TESTS))
 	cd build-asan && LD_PRELOAD=$(SAN_PRELOAD_address$(comma)undefined) ASAN_OPTIONS=detect_leaks=0 \
-	  ctest --output-on-failure -j $(JOBS) -R $(HOST_TESTS)
+	  ctest --output-on-failure -j $(JOBS) -R $(ASAN_NOLEAK_TESTS)
 
 tsan:
-	$(call san_build,build-tsan,thread)
+	$(call san_build,build-tsan,thread,$(HOST_TESTS))

@@ -21,6 +21,15 @@ clean:
 	rm -rf $(BUILD) build-*
 
 # Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
+.PHONY: soak fuzz fuzz-smoke
 DURATION ?= 600
 soak: all
 	$(BUILD)/tests/cdc_soak --ext $(BUILD)/cdc --seconds $(DURATION)
+
+# libFuzzer targets (tests/fuzz/, clang + libclang-rt-14-dev): long runs,
+# and the short run CI uses (also ctest: fuzz.smoke).
+FUZZ_SECONDS ?= 600
+fuzz:
+	tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+fuzz-smoke:
+	tests/fuzz/run.sh $(BUILD)/fuzz 25

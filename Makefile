@@ -17,6 +17,14 @@ test: all
 demo: all
 	@sql/demo.sh $(BUILD)/cdc
 
+# Benchmarks: a separate Release build (build-bench), then one markdown table
+# of capture-overhead ratios. CDC_BENCH_QUICK=1 for a smoke run.
+BENCH_BUILD ?= build-bench
+bench:
+	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DCDC_BUILD_BENCH=ON -DCDC_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(BENCH_BUILD) -j $(JOBS) >&2
+	@python3 bench/report.py $(BENCH_BUILD)/bench/cdc_bench
+
 clean:
 	rm -rf $(BUILD) build-*
 

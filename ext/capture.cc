@@ -72,8 +72,9 @@ bool HasStage(const TableInfo& t) {
 }
 
 // "stage row `s` is the same table row as `row`" (row: "OLD." or the table).
+// A rowid table's staged row keeps the table row's rowid as its own.
 std::string KeyMatch(const TableInfo& t, const std::string& stage, const std::string& row) {
-  if (!t.without_rowid) return stage + ".k = " + row + t.rowid;
+  if (!t.without_rowid) return stage + ".rowid = " + row + t.rowid;
   std::string l, r;
   for (size_t i = 0; i < t.pk.size(); i++) {
     if (i) { l += ","; r += ","; }
@@ -83,28 +84,36 @@ std::string KeyMatch(const TableInfo& t, const std::string& stage, const std::st
   return "(" + l + ") = (" + r + ")";
 }
 
+// SQLite's limit on the columns of a table or a result set (SQLITE_MAX_COLUMN
+// as Debian and most builds leave it).
+constexpr size_t kMaxColumns = 2000;
+
 // BEFORE trigger body: stage the rows NEW would conflict with.
 std::string StageRows(const TableInfo& t, int64_t tid, bool is_update) {
-  std::string stage = StageName(tid);
-  std::string sql = "DELETE FROM " + stage + ";\nINSERT INTO " + stage + "(k";
-  for (size_t i = 0; i < t.columns.size(); i++) sql += ",c" + std::to_string(i);
-  sql += ") SELECT " + (t.without_rowid ? std::string("NULL") : t.rowid);
-  for (auto& c : t.columns) sql += "," + Ident(c);
-  sql += " FROM " + Ident(t.name) + " WHERE (";
+  const std::string stage = StageName(tid);
+  const std::string table = Ident(t.name);
+  std::string cols, sel;
+  for (size_t i = 0; i < t.columns.size(); i++) {
+    cols += (i ? ",c" : "c") + std::to_string(i);
+    sel += (i ? "," : "") + Ident(t.columns[i]);
+  }
+  std::string where = " WHERE (";
   for (size_t u = 0; u < t.uniques.size(); u++) {
-    if (u) sql += " OR ";
-    sql += "(";
+    if (u) where += " OR ";
+    where += "(";
     for (size_t j = 0; j < t.uniques[u].size(); j++) {
       const std::string col = Ident(t.columns[static_cast<size_t>(t.uniques[u][j])]);
-      if (j) sql += " AND ";
-      sql += col + " = NEW." + col;
+      if (j) where += " AND ";
+      // Compare as the index does: with its collation, which may differ from
+      // the column's.
+      where += col + " COLLATE " + Ident(t.unique_colls[u][j]) + " = NEW." + col;
     }
-    sql += ")";
+    where += ")";
   }
-  sql += ")";
+  where += ")";
   if (is_update) {
     if (!t.without_rowid) {
-      sql += " AND " + t.rowid + " <> OLD." + t.rowid;
+      where += " AND " + t.rowid + " <> OLD." + t.rowid;
     } else {
       std::string l, r;
       for (size_t i = 0; i < t.pk.size(); i++) {
@@ -113,10 +122,23 @@ std::string StageRows(const TableInfo& t, int64_t tid, bool is_update) {
         l += col;
         r += "OLD." + col;
       }
-      sql += " AND (" + l + ") <> (" + r + ")";
+      where += " AND (" + l + ") <> (" + r + ")";
     }
   }
-  return sql + ";\n";
+  std::string sql = "DELETE FROM " + stage + ";\n";
+  if (t.without_rowid) {
+    sql += "INSERT INTO " + stage + "(" + cols + ") SELECT " + sel + " FROM " + table + where + ";\n";
+  } else if (t.columns.size() < kMaxColumns) {
+    sql += "INSERT INTO " + stage + "(rowid," + cols + ") SELECT " + t.rowid + "," + sel + " FROM " +
+           table + where + ";\n";
+  } else {
+    // rowid + every column would be one column too many for a result set:
+    // stage the rowids, then fill the values in.
+    sql += "INSERT INTO " + stage + "(rowid) SELECT " + t.rowid + " FROM " + table + where + ";\n";
+    sql += "UPDATE " + stage + " SET (" + cols + ") = (SELECT " + sel + " FROM " + table +
+           " AS r WHERE r." + t.rowid + " = " + stage + ".rowid);\n";
+  }
+  return sql;
 }
 
 // AFTER trigger prologue: log a DELETE for each staged row that is gone.
@@ -168,6 +190,31 @@ Status DropTriggers(sqlite3* db, int64_t tid) {
   return Exec(db, sql);
 }
 
+// A captured table renamed with ALTER TABLE keeps its triggers (SQLite
+// moves them along) under its old __cdc_tables entry. Setting the new name
+// up must replace them, not add a second set (every change logged twice):
+// drop every capture trigger on `table` that belongs to another table id,
+// and that id's entry.
+Status DropStaleCapture(sqlite3* db, const std::string& table, int64_t tid) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "SELECT DISTINCT CAST(substr(name, 7) AS INTEGER) FROM main.sqlite_schema "
+          "WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND substr(name, 1, 6) = '__cdc_'"));
+  st.Bind(1, table);
+  std::vector<int64_t> stale;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    if (st.Int(0) != tid) stale.push_back(st.Int(0));
+  }
+  if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_setup");
+  st = Stmt();
+  for (int64_t old : stale) {
+    CDC_RETURN_IF_ERROR(DropTriggers(db, old));
+    CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(old)));
+  }
+  return Status();
+}
+
 }  // namespace
 
 int WantedLogWidth(size_t ncols) {
@@ -193,8 +240,8 @@ std::string CaptureSql(const TableInfo& t, int64_t tid, int64_t shape, int width
   both.insert(both.end(), after.begin(), after.end());
   std::string sql;
   if (stage) {
-    sql += "CREATE TABLE main." + Ident(StageName(tid)) + "(k";
-    for (size_t i = 0; i < t.columns.size(); i++) sql += ",c" + std::to_string(i);
+    sql += "CREATE TABLE main." + Ident(StageName(tid)) + "(";
+    for (size_t i = 0; i < t.columns.size(); i++) sql += (i ? ",c" : "c") + std::to_string(i);
     sql += ");\n";
     sql += Trigger(tid, "before_insert", "BEFORE INSERT", t, StageRows(t, tid, false));
     std::string ucols;
@@ -256,6 +303,7 @@ Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
   CDC_RETURN_IF_ERROR(WidenLog(db, WantedLogWidth(t.columns.size())));
   CDC_RETURN_IF_ERROR(LogWidth(db, &width));
   CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
+  CDC_RETURN_IF_ERROR(DropStaleCapture(db, t.name, tid));
   Status st = Exec(db, CaptureSql(t, tid, shape, width));
   if (!st.ok()) return Status::Error(std::string(fn) + ": cannot install triggers: " + st.message());
   return Status();

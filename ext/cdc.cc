@@ -9,6 +9,8 @@
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 
+#include <exception>
+#include <new>
 #include <string>
 
 #include "capture.h"
@@ -56,6 +58,22 @@ const FunctionDef kFunctions[] = {
     {"cdc_status", 0, SQLITE_UTF8, SqlStatus},
 };
 
+using SqlFn = void (*)(sqlite3_context*, int, sqlite3_value**);
+
+// Every function runs through this trampoline (the real function is the
+// registration's user data), so no C++ exception ever crosses into SQLite.
+void Trampoline(sqlite3_context* ctx, int argc, sqlite3_value** argv) noexcept {
+  try {
+    reinterpret_cast<SqlFn>(sqlite3_user_data(ctx))(ctx, argc, argv);
+  } catch (const std::bad_alloc&) {
+    sqlite3_result_error_nomem(ctx);
+  } catch (const std::exception& e) {
+    sqlite3_result_error(ctx, e.what(), -1);
+  } catch (...) {
+    sqlite3_result_error(ctx, "sqlite-cdc: internal error", -1);
+  }
+}
+
 }  // namespace
 }  // namespace cdc
 
@@ -63,8 +81,8 @@ extern "C" __attribute__((visibility("default"))) int sqlite3_cdc_init(
     sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi) {
   SQLITE_EXTENSION_INIT2(pApi);
   for (const auto& f : cdc::kFunctions) {
-    int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, nullptr, f.fn, nullptr,
-                                        nullptr, nullptr);
+    int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, reinterpret_cast<void*>(f.fn),
+                                        cdc::Trampoline, nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK) {
       *pzErrMsg = sqlite3_mprintf("sqlite-cdc: cannot register %s: %s", f.name, sqlite3_errmsg(db));
       return rc;

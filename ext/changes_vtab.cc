@@ -15,9 +15,13 @@
 //   kIdGt      id > ?           kIdGe  id >= ?
 //   kIdLt      id < ?           kIdLe  id <= ?
 //   kIdEq      id = ?
-//   kTblEq     tbl = ?
+//   kTblEq     tbl = ?     (BINARY collation only)
+// Only the consumer argument is omitted: id and tbl values narrow the scan
+// to a superset and SQLite checks them again (see NarrowById).
 // Rows come out in id order, so ORDER BY id is consumed.
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include "delivery.h"
@@ -78,8 +82,9 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
         case SQLITE_INDEX_CONSTRAINT_EQ: bit = 5; break;
         default: break;
       }
-    } else if (c.iColumn == kColTbl && c.op == SQLITE_INDEX_CONSTRAINT_EQ) {
-      bit = 6;
+    } else if (c.iColumn == kColTbl && c.op == SQLITE_INDEX_CONSTRAINT_EQ &&
+               sqlite3_stricmp(sqlite3_vtab_collation(info, i), "BINARY") == 0) {
+      bit = 6;  // tbl = ? COLLATE NOCASE (say) is left to SQLite
     }
     if (bit >= 0 && slot[bit] < 0) slot[bit] = i;
   }
@@ -91,8 +96,10 @@ int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
     if (slot[b] < 0) continue;
     idx |= 1 << b;
     info->aConstraintUsage[slot[b]].argvIndex = ++argv;
-    // id bounds are re-checked by SQLite (REAL bounds round inward here).
-    info->aConstraintUsage[slot[b]].omit = (b == 0 || b == 6);
+    // Only the consumer argument is omitted. The id and tbl constraints only
+    // narrow the scan to a superset (Filter cannot know the affinity the
+    // comparison applies); SQLite checks them again.
+    info->aConstraintUsage[slot[b]].omit = (b == 0);
     cost /= (b == 5 ? 1000 : 4);
   }
   info->idxNum = idx;
@@ -122,7 +129,7 @@ int Fail(sqlite3_vtab_cursor* cur, const std::string& msg) {
   return SQLITE_ERROR;
 }
 
-int Next(sqlite3_vtab_cursor* cur) {
+int NextImpl(sqlite3_vtab_cursor* cur) {
   auto* c = reinterpret_cast<Cursor*>(cur);
   bool have = false;
   Status st = c->log.Next(&have);
@@ -131,20 +138,58 @@ int Next(sqlite3_vtab_cursor* cur) {
   return SQLITE_OK;
 }
 
-int Filter(sqlite3_vtab_cursor* cur, int idx, const char*, int, sqlite3_value** argv) {
+// Narrows r to the ids that can satisfy "id <op> x" (op: one kId* bit).
+// The result may be a superset (SQLite re-checks): only INTEGER and REAL
+// values narrow; a TEXT or BLOB value may compare either way depending on the
+// affinity of its expression, so it narrows nothing. Returns false when no id
+// can match (a NULL, or a bound past the int64 range).
+bool NarrowById(ReadRange* r, int op, sqlite3_value* x) {
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr double k2p63 = 9223372036854775808.0;
+  int t = sqlite3_value_type(x);
+  if (t == SQLITE_NULL) return false;
+  if (t != SQLITE_INTEGER && t != SQLITE_FLOAT) return true;
+  // lo: the smallest id allowed (kMin: none); hi: the largest (kMax: none).
+  int64_t lo = kMin, hi = kMax;
+  bool want_lo = op == kIdGt || op == kIdGe || op == kIdEq;
+  bool want_hi = op == kIdLt || op == kIdLe || op == kIdEq;
+  bool strict = op == kIdGt || op == kIdLt;
+  if (t == SQLITE_INTEGER) {
+    int64_t v = sqlite3_value_int64(x);
+    if (want_lo) {
+      if (strict && v == kMax) return false;
+      lo = strict ? v + 1 : v;
+    }
+    if (want_hi) {
+      if (strict && v == kMin) return false;
+      hi = strict ? v - 1 : v;
+    }
+  } else {
+    double d = sqlite3_value_double(x);
+    if (want_lo) {
+      double l = strict ? std::floor(d) + 1 : std::ceil(d);
+      if (l >= k2p63) return false;
+      if (l > -k2p63) lo = static_cast<int64_t>(l);
+    }
+    if (want_hi) {
+      double h = strict ? std::ceil(d) - 1 : std::floor(d);
+      if (h < -k2p63) return false;
+      if (h < k2p63) hi = static_cast<int64_t>(h);
+    }
+  }
+  if (lo != kMin) r->after = std::max(r->after, lo - 1);
+  r->upto = std::min(r->upto, hi);
+  return r->upto > r->after;
+}
+
+int FilterImpl(sqlite3_vtab_cursor* cur, int idx, sqlite3_value** argv) {
   auto* c = reinterpret_cast<Cursor*>(cur);
   sqlite3* db = reinterpret_cast<Vtab*>(cur->pVtab)->db;
   c->eof = true;
   c->log.Close();
   ReadRange r;
   int a = 0;
-  auto next_int = [&](int64_t* v) -> bool {
-    sqlite3_value* x = argv[a++];
-    int t = sqlite3_value_numeric_type(x);
-    if (t == SQLITE_INTEGER) { *v = sqlite3_value_int64(x); return true; }
-    if (t == SQLITE_FLOAT) { *v = static_cast<int64_t>(sqlite3_value_double(x)); return true; }
-    return false;  // NULL or text: matches nothing
-  };
   bool empty = false;
   if (idx & kConsumer) {
     sqlite3_value* x = argv[a++];
@@ -158,26 +203,40 @@ int Filter(sqlite3_vtab_cursor* cur, int idx, const char*, int, sqlite3_value** 
     if (!st.ok()) return Fail(cur, st.message());
     r.after = pos;
   }
-  int64_t v = 0;
-  if (idx & kIdGt) { if (next_int(&v)) r.after = std::max(r.after, v); else empty = true; }
-  if (idx & kIdGe) { if (next_int(&v)) r.after = std::max(r.after, v - 1); else empty = true; }
-  if (idx & kIdLt) { if (next_int(&v)) r.upto = std::min(r.upto, v - 1); else empty = true; }
-  if (idx & kIdLe) { if (next_int(&v)) r.upto = std::min(r.upto, v); else empty = true; }
-  if (idx & kIdEq) {
-    if (next_int(&v)) { r.after = std::max(r.after, v - 1); r.upto = std::min(r.upto, v); }
-    else empty = true;
+  for (int b : {kIdGt, kIdGe, kIdLt, kIdLe, kIdEq}) {
+    if (idx & b) empty |= !NarrowById(&r, b, argv[a++]);
   }
   if (idx & kTblEq) {
     sqlite3_value* x = argv[a++];
-    if (sqlite3_value_type(x) == SQLITE_NULL) empty = true;
-    r.by_table = true;
-    r.table.assign(reinterpret_cast<const char*>(sqlite3_value_text(x) ? sqlite3_value_text(x) : reinterpret_cast<const unsigned char*>("")),
-                   static_cast<size_t>(sqlite3_value_bytes(x)));
+    if (sqlite3_value_type(x) == SQLITE_NULL) {
+      empty = true;
+    } else if (sqlite3_value_type(x) == SQLITE_TEXT) {
+      r.by_table = true;
+      r.table.assign(reinterpret_cast<const char*>(sqlite3_value_text(x)),
+                     static_cast<size_t>(sqlite3_value_bytes(x)));
+    }  // another type: compared by SQLite with its affinity rules
   }
   if (empty || !InternalTablesExist(db)) return SQLITE_OK;
   Status st = c->log.Open(db, r);
   if (!st.ok()) return Fail(cur, "cdc_changes: " + st.message());
-  return Next(cur);
+  return NextImpl(cur);
+}
+
+// The methods that allocate, behind a guard: no C++ exception reaches SQLite.
+int Next(sqlite3_vtab_cursor* cur) noexcept {
+  try {
+    return NextImpl(cur);
+  } catch (...) {
+    return SQLITE_NOMEM;
+  }
+}
+
+int Filter(sqlite3_vtab_cursor* cur, int idx, const char*, int, sqlite3_value** argv) noexcept {
+  try {
+    return FilterImpl(cur, idx, argv);
+  } catch (...) {
+    return SQLITE_NOMEM;
+  }
 }
 
 int Eof(sqlite3_vtab_cursor* cur) { return reinterpret_cast<Cursor*>(cur)->eof; }

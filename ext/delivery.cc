@@ -94,7 +94,13 @@ Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t li
   *count = 0;
   CDC_RETURN_IF_ERROR(ReadEvents(db, r, [&](const Event& e) {
     if ((*count)++) out->push_back(',');
+    size_t before = out->size();
     EventJson(out, e);
+    // After the first event, reserve for the batch to avoid regrowing.
+    if (*count == 1 && limit > 1) {
+      size_t guess = static_cast<size_t>(std::min<int64_t>(limit, 4096)) * (out->size() - before + 1);
+      out->reserve(std::min<size_t>(guess, size_t{16} << 20));
+    }
     return true;
   }));
   out->push_back(']');

@@ -15,9 +15,11 @@ void EventJson(std::string* out, const Event& e) {
   out->append(",\"op\":\"");
   out->append(OpName(e.op));
   out->append("\",\"before\":");
-  out->append(e.has_before ? e.before : "null");
+  if (e.has_before) out->append(e.before);
+  else out->append("null", 4);
   out->append(",\"after\":");
-  out->append(e.has_after ? e.after : "null");
+  if (e.has_after) out->append(e.after);
+  else out->append("null", 4);
   out->push_back('}');
 }
 
@@ -83,6 +85,7 @@ void LogCursor::Close() {
   ClearCont();
   st_ = Stmt();
   shapes_.clear();
+  shape_ = nullptr;
 }
 
 Status LogCursor::Open(sqlite3* db, const ReadRange& range) {
@@ -125,18 +128,23 @@ Status LogCursor::Next(bool* have) {
       ClearCont();
       continue;
     }
-    const Shape* shape = nullptr;
     int64_t sid = sqlite3_column_int64(s, 2);
-    auto it = shapes_.find(sid);
-    if (it != shapes_.end()) shape = &it->second;
-    else CDC_RETURN_IF_ERROR(LoadShape(sid, &shape));
+    if (!shape_ || sid != shape_id_) {
+      auto it = shapes_.find(sid);
+      if (it != shapes_.end()) shape_ = &it->second;
+      else CDC_RETURN_IF_ERROR(LoadShape(sid, &shape_));
+      shape_id_ = sid;
+      e_.table = shape_->table;
+    }
+    const Shape* shape = shape_;
     e_.id = id;
     e_.ts = sqlite3_column_int64(s, 1);
     e_.op = op;
-    e_.table = shape->table;
-    seq_.assign(cont_.begin(), cont_.end());
-    for (int c = 4; c < ncol; c++) seq_.push_back(sqlite3_column_value(s, c));
     size_t n = shape->keys.size();
+    // Only the values the event uses; the rest of the row is padding.
+    size_t want = op == kOpUpdate ? 2 * n : (op == kOpBootstrap ? 0 : n);
+    seq_.assign(cont_.begin(), cont_.end());
+    for (int c = 4; c < ncol && seq_.size() < want; c++) seq_.push_back(sqlite3_column_value(s, c));
     e_.has_before = op == kOpUpdate || op == kOpDelete;
     e_.has_after = op == kOpUpdate || op == kOpInsert;
     if (e_.has_before) Image(&e_.before, shape->keys, seq_, 0);

@@ -66,6 +66,8 @@ class LogCursor {
   std::vector<sqlite3_value*> seq_;   // the current event's value sequence
   // Shapes are immutable, but cdc_teardown() may reuse ids: cached per Open.
   std::unordered_map<int64_t, Shape> shapes_;
+  const Shape* shape_ = nullptr;  // the last row's shape
+  int64_t shape_id_ = 0;
 };
 
 // Calls fn for each event in range, in id order; stops early when fn returns

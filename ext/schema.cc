@@ -86,9 +86,11 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
   if (rc != SQLITE_DONE) return Status::FromDb(db, f);
   for (auto& iname : names) {
     Stmt ic;
-    CDC_RETURN_IF_ERROR(ic.Prepare(db, "SELECT cid, name FROM pragma_index_info(?1, 'main') ORDER BY seqno"));
+    CDC_RETURN_IF_ERROR(ic.Prepare(
+        db, "SELECT cid, name, coll FROM pragma_index_xinfo(?1, 'main') WHERE key ORDER BY seqno"));
     ic.Bind(1, iname);
     std::vector<int> key;
+    std::vector<std::string> colls;
     bool usable = true;
     while ((rc = ic.Step()) == SQLITE_ROW) {
       if (ic.IsNull(1)) { usable = false; continue; }  // expression or rowid
@@ -99,9 +101,13 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
       }
       if (found < 0 || out->generated[static_cast<size_t>(found)]) usable = false;
       key.push_back(found);
+      colls.push_back(ic.IsNull(2) ? std::string("BINARY") : ic.Text(2));
     }
     if (rc != SQLITE_DONE) return Status::FromDb(db, f);
-    if (usable && !key.empty()) out->uniques.push_back(key);
+    if (usable && !key.empty()) {
+      out->uniques.push_back(key);
+      out->unique_colls.push_back(colls);
+    }
   }
   return Status();
 }

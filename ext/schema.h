@@ -49,6 +49,7 @@ struct TableInfo {
   // UNIQUE constraints other than the primary key whose conflicts a REPLACE
   // resolves by deleting rows: plain column lists only.
   std::vector<std::vector<int>> uniques;
+  std::vector<std::vector<std::string>> unique_colls;  // per uniques entry: collations
 };
 
 // Finds `name` in the main database and checks it can be captured: an

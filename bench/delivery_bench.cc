@@ -1,0 +1,94 @@
+// delivery_bench.cc — absolute throughput of delivery and bootstrap.
+//
+//   delivery/poll_ack  a backlog of N changes (1,000,000; 100,000 in quick
+//                      mode) on a 6-column table, drained by one consumer with
+//                      cdc_poll(name, 1000) + cdc_ack(name, last id) (acks
+//                      prune the log) until cdc_poll returns []. changes/s.
+//   bootstrap/rows     SELECT cdc_bootstrap('t') over N existing rows. rows/s.
+// The backlog/table is built untimed before each repetition.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+
+#include "capture_bench.h"
+#include "workload.h"
+
+namespace cdcbench {
+namespace {
+
+int64_t BacklogRows() { return EnvInt("CDC_BENCH_BACKLOG", QuickMode() ? 100000 : 1000000); }
+
+// Id of the last event in a cdc_poll array: events start {"id":N,"ts":
+// (an image can also start with an "id" column, but not followed by "ts").
+int64_t LastId(const char* json) {
+  int64_t last = 0;
+  for (const char* q = json; (q = std::strstr(q, "{\"id\":")) != nullptr;) {
+    q += 6;
+    char* end = nullptr;
+    long long id = std::strtoll(q, &end, 10);
+    if (std::strncmp(end, ",\"ts\":", 6) == 0) last = id;
+  }
+  return last;
+}
+
+void BM_PollAck(benchmark::State& state) {
+  const int64_t n = BacklogRows();
+  for (auto _ : state) {
+    state.PauseTiming();
+    TempDir dir;
+    Side side(dir.File("d.db"), kOurs, 6);  // prefilled rows are not captured
+    side.db.Exec("SELECT cdc_consumer_add('c')");
+    side.InsertRows(n);
+    side.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    Stmt poll(side.db.get(), "SELECT cdc_poll('c', 1000)");
+    Stmt ack(side.db.get(), "SELECT cdc_ack('c', ?1)");
+    int64_t got = 0;
+    state.ResumeTiming();
+    auto t0 = Clock::now();
+    for (;;) {
+      if (sqlite3_step(poll.get()) != SQLITE_ROW) Die(sqlite3_errmsg(side.db.get()));
+      const char* json = reinterpret_cast<const char*>(sqlite3_column_text(poll.get(), 0));
+      int64_t last = LastId(json);
+      sqlite3_reset(poll.get());
+      if (last == 0) break;
+      got += 1000;
+      sqlite3_bind_int64(ack.get(), 1, last);
+      ack.Run();
+    }
+    double secs = Seconds(t0, Clock::now());
+    state.SetIterationTime(secs);
+    state.counters["changes_s"] = static_cast<double>(n) / secs;
+    (void)got;
+  }
+}
+
+void BM_Bootstrap(benchmark::State& state) {
+  const int64_t n = BacklogRows();
+  for (auto _ : state) {
+    state.PauseTiming();
+    TempDir dir;
+    Side side(dir.File("b.db"), kNone, 6);
+    side.InsertRows(n - side.max_id);
+    side.db.Exec("SELECT cdc_setup('t'); PRAGMA wal_checkpoint(TRUNCATE)");
+    state.ResumeTiming();
+    auto t0 = Clock::now();
+    int64_t rows = side.db.Int("SELECT cdc_bootstrap('t')");
+    double secs = Seconds(t0, Clock::now());
+    if (rows < n) Die("cdc_bootstrap wrote " + std::to_string(rows) + " rows, expected " + std::to_string(n));
+    state.SetIterationTime(secs);
+    state.counters["rows_s"] = static_cast<double>(n) / secs;
+  }
+}
+
+}  // namespace
+
+void RegisterDeliveryBenchmarks() {
+  benchmark::AddCustomContext("backlog", std::to_string(BacklogRows()));
+  int reps = QuickMode() ? 1 : 3;
+  benchmark::RegisterBenchmark("delivery/poll_ack", BM_PollAck)
+      ->Iterations(1)->Repetitions(reps)->UseManualTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("bootstrap/rows", BM_Bootstrap)
+      ->Iterations(1)->Repetitions(reps)->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace cdcbench

@@ -269,10 +269,46 @@ class Harness {
           if (it == model->end()) Fail(op + " of a row the table did not have: " + cdcjson::RowDebug(before), batch);
           model->erase(it);
         }
-        if (op == "UPDATE" || op == "INSERT") model->push_back(Image(e.Get("after"), names, batch));
+        if (op == "UPDATE" || op == "INSERT") {
+          // INSERT / UPDATE events replace the row with the same primary key
+          // (a REPLACE on the key itself logs no DELETE, by design): drop
+          // model rows whose key SQLite considers equal.
+          Row after = Image(e.Get("after"), names, batch);
+          for (size_t i = 0; i < model->size();) {
+            if (SameKey((*model)[i], after)) model->erase(model->begin() + static_cast<long>(i));
+            else i++;
+          }
+          model->push_back(std::move(after));
+        }
       }
       Must("SELECT cdc_ack('c', ?1)", {Int(last)});
     }
+  }
+
+  // The primary key's columns and collations (none: no key to replace by).
+  void LoadKey(const std::string& table) {
+    key_.clear();
+    std::vector<Row> rows;
+    std::vector<SqlValue> arg(1);
+    arg[0].type = SqlValue::kText;
+    arg[0].bytes = table;
+    Must("SELECT x.cid, x.coll FROM pragma_index_list(?1) AS l, pragma_index_xinfo(l.name) AS x "
+         "WHERE l.origin = 'pk' AND x.key ORDER BY x.seqno", arg, &rows);
+    for (auto& r : rows) key_.emplace_back(static_cast<size_t>(r[0].i), r[1].bytes);
+    if (!key_.empty()) return;
+    // A rowid alias (INTEGER PRIMARY KEY) has no index.
+    Must("SELECT cid FROM pragma_table_xinfo(?1) WHERE pk = 1 AND upper(type) = 'INTEGER' "
+         "AND (SELECT count(*) FROM pragma_table_xinfo(?1) WHERE pk > 0) = 1", arg, &rows);
+    for (auto& r : rows) key_.emplace_back(static_cast<size_t>(r[0].i), "BINARY");
+  }
+  bool SameKey(const Row& a, const Row& b) {
+    if (key_.empty()) return false;
+    for (auto& k : key_) {
+      std::vector<Row> rows;
+      Must("SELECT ?1 = ?2 COLLATE \"" + k.second + "\"", {a[k.first], b[k.first]}, &rows);
+      if (rows[0][0].type != SqlValue::kInt || rows[0][0].i != 1) return false;
+    }
+    return true;
   }
 
   static SqlValue Int(int64_t i) {
@@ -299,6 +335,7 @@ class Harness {
   sqlite3* db_;
   int64_t last_id_ = 0;
   bool prepared_ = false;
+  std::vector<std::pair<size_t, std::string>> key_;  // (column index, collation)
 };
 
 bool SameRows(std::vector<Row> a, std::vector<Row> b) {
@@ -348,6 +385,7 @@ void RunOne(FuzzedDataProvider& f) {
 
     std::vector<std::string> names;
     std::vector<Row> model = h.Snapshot(t.name, &names);
+    h.LoadKey(t.name);
     int nops = f.ConsumeIntegralInRange(1, 25);
     for (int op = 0; op < nops && f.remaining_bytes() > 0; op++) {
       std::vector<Column> settable;
@@ -357,6 +395,17 @@ void RunOne(FuzzedDataProvider& f) {
       std::vector<SqlValue> vals;
       std::string sql;
       int kind = f.ConsumeIntegralInRange(0, 9);
+      // Values often come from existing rows, so that UNIQUE and key
+      // conflicts (REPLACE, IGNORE, DO NOTHING, key changes) are common.
+      auto pick = [&](size_t col) {
+        if (!before.empty() && col < names.size() && f.ConsumeIntegralInRange(0, 2) == 0) {
+          return before[f.ConsumeIntegralInRange<size_t>(0, before.size() - 1)][col];
+        }
+        return Value(f);
+      };
+      std::vector<size_t> settable_idx;
+      for (size_t i = 0; i < t.cols.size(); i++)
+        if (!t.cols[i].generated) settable_idx.push_back(i);
       if (kind <= 3 && !settable.empty()) {
         static const char* verbs[] = {"INSERT INTO", "INSERT OR REPLACE INTO", "INSERT OR IGNORE INTO", "REPLACE INTO"};
         sql = std::string(verbs[kind]) + " " + Q(t.name) + "(";
@@ -364,14 +413,16 @@ void RunOne(FuzzedDataProvider& f) {
         for (size_t i = 0; i < settable.size(); i++) {
           sql += (i ? "," : "") + Q(settable[i].name);
           ph += (i ? ",?" : "?") + std::to_string(i + 1);
-          vals.push_back(f.ConsumeIntegralInRange(0, 3) == 0 && !before.empty() ? SqlValue() : Value(f));
+          vals.push_back(pick(settable_idx[i]));
         }
         sql += ") VALUES(" + ph + ")";
         if (kind == 0 && f.ConsumeBool()) sql += f.ConsumeBool() ? " ON CONFLICT DO NOTHING" : " ON CONFLICT DO UPDATE SET " + Q(settable[0].name) + " = excluded." + Q(settable[0].name);
       } else if (kind <= 6 && !settable.empty()) {
-        const Column& c = settable[f.ConsumeIntegralInRange<size_t>(0, settable.size() - 1)];
-        sql = std::string(kind == 6 ? "UPDATE OR REPLACE " : "UPDATE ") + Q(t.name) + " SET " + Q(c.name) + " = ?1";
-        vals.push_back(Value(f));
+        size_t si = f.ConsumeIntegralInRange<size_t>(0, settable.size() - 1);
+        const Column& c = settable[si];
+        static const char* verbs[] = {"UPDATE ", "UPDATE OR IGNORE ", "UPDATE OR REPLACE "};
+        sql = std::string(verbs[kind - 4]) + Q(t.name) + " SET " + Q(c.name) + " = ?1";
+        vals.push_back(pick(settable_idx[si]));
         if (!before.empty()) {
           size_t r = f.ConsumeIntegralInRange<size_t>(0, before.size() - 1);
           size_t col = f.ConsumeIntegralInRange<size_t>(0, names.size() - 1);

@@ -19,7 +19,7 @@ for t in fuzz_schema fuzz_args; do
   corpus="$build/corpus/$t"
   mkdir -p "$corpus"
   log="$build/$t.log"
-  if "$build/$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
+  if "$build/$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -len_control=0 -max_len=1024 -print_final_stats=1 \
        -artifact_prefix="$build/$t-" "$corpus" >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     size=$(ls "$corpus" | wc -l)

@@ -865,7 +865,68 @@ int PollConsumer(const Args& a, Replica& rep, Conn& c, Gen& g) {
 }
 
 #ifdef SOAK_HAVE_CDC_H
-// (Listener consumer: added when cdc_listen is available on main.)
+// The listener consumer: cdc_listen with a C callback (include/cdc.h). The
+// callback runs on the listener's thread; it rebuilds the batch as the JSON
+// array cdc_poll would return and applies it like the poll consumer. The
+// acknowledged position it checks against is read, on a connection of its
+// own, from __cdc_consumers at each call (the listener acks after a batch).
+struct ListenCtx {
+  Replica* rep;
+  Conn* probe;
+  std::string name;
+};
+
+void AppendJsonString(std::string* out, const char* s) {
+  out->push_back('"');
+  for (; *s; s++) {
+    unsigned char c = static_cast<unsigned char>(*s);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      char b[8];
+      snprintf(b, sizeof b, "\\u%04x", c);
+      out->append(b);
+    } else {
+      out->push_back(static_cast<char>(c));
+    }
+  }
+  out->push_back('"');
+}
+
+int OnChanges(void* user, const cdc_change* ch, int n) {
+  auto* ctx = static_cast<ListenCtx*>(user);
+  sqlite3_stmt* st = ctx->probe->Prep("SELECT pos FROM __cdc_consumers WHERE name = ?1");
+  sqlite3_bind_text(st, 1, ctx->name.c_str(), -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st) != SQLITE_ROW) Die("listener: read position: %s", sqlite3_errmsg(ctx->probe->get()));
+  int64_t pos = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  std::string text = "[";
+  for (int i = 0; i < n; i++) {
+    if (i) text += ",";
+    text += "{\"id\":" + std::to_string(ch[i].id) + ",\"ts\":" + std::to_string(ch[i].ts) + ",\"table\":";
+    AppendJsonString(&text, ch[i].table);
+    text += ",\"op\":";
+    AppendJsonString(&text, ch[i].op);
+    text += std::string(",\"before\":") + (ch[i].before ? ch[i].before : "null");
+    text += std::string(",\"after\":") + (ch[i].after ? ch[i].after : "null") + "}";
+  }
+  text += "]";
+  ctx->rep->ApplyBatch(text, pos);
+  return 0;
+}
+
+int ListenConsumer(const Args& a, Replica& rep, Conn& c) {
+  Conn probe(a.dir + "/soak.db", "");
+  ListenCtx ctx{&rep, &probe, a.name};
+  char* err = nullptr;
+  if (cdc_listen(c.get(), a.name.c_str(), OnChanges, &ctx, nullptr, "{\"batch\": 200}", &err) != SQLITE_OK) {
+    Die("cdc_listen: %s", err ? err : "?");
+  }
+  while (!g_stop) SleepUs(20000);
+  if (cdc_unlisten(c.get(), a.name.c_str(), &err) != SQLITE_OK) Die("cdc_unlisten: %s", err ? err : "?");
+  return 0;
+}
 #endif
 
 int ConsumerMain(const Args& a) {
@@ -878,6 +939,9 @@ int ConsumerMain(const Args& a) {
   int64_t pos = Position(c, a.name);
   if (pos < rep.acked_before) Die("position %" PRId64 " went back before %" PRId64, pos, rep.acked_before);
   if (pos > rep.last_id) Die("position %" PRId64 " is past what was applied (%" PRId64 ")", pos, rep.last_id);
+#ifdef SOAK_HAVE_CDC_H
+  if (a.name == "listen" && c.HasFunction("cdc_listen")) return ListenConsumer(a, rep, c);
+#endif
   return PollConsumer(a, rep, c, g);
 }
 

@@ -185,7 +185,7 @@ std::string CreateSql(FuzzedDataProvider& f, Table* t, int maxcols) {
     for (int i = 0; i < k; i++) sql += (i ? ", " : "") + Q(t->cols[f.ConsumeIntegralInRange<size_t>(0, t->cols.size() - 1)].name);
     sql += ")";
   }
-  if (f.ConsumeIntegralInRange(0, 3) == 0) {
+  if (f.ConsumeBool()) {
     int k = f.ConsumeIntegralInRange(1, std::min(2, n));
     sql += ", UNIQUE(";
     for (int i = 0; i < k; i++) sql += (i ? ", " : "") + Q(t->cols[f.ConsumeIntegralInRange<size_t>(0, t->cols.size() - 1)].name);
@@ -301,6 +301,7 @@ class Harness {
          "AND (SELECT count(*) FROM pragma_table_xinfo(?1) WHERE pk > 0) = 1", arg, &rows);
     for (auto& r : rows) key_.emplace_back(static_cast<size_t>(r[0].i), "BINARY");
   }
+  const std::vector<std::pair<size_t, std::string>>& key() const { return key_; }
   bool SameKey(const Row& a, const Row& b) {
     if (key_.empty()) return false;
     for (auto& k : key_) {
@@ -419,6 +420,11 @@ void RunOne(FuzzedDataProvider& f) {
         if (kind == 0 && f.ConsumeBool()) sql += f.ConsumeBool() ? " ON CONFLICT DO NOTHING" : " ON CONFLICT DO UPDATE SET " + Q(settable[0].name) + " = excluded." + Q(settable[0].name);
       } else if (kind <= 6 && !settable.empty()) {
         size_t si = f.ConsumeIntegralInRange<size_t>(0, settable.size() - 1);
+        if (!h.key().empty() && f.ConsumeBool()) {  // often change a key column
+          size_t kc = h.key()[f.ConsumeIntegralInRange<size_t>(0, h.key().size() - 1)].first;
+          for (size_t i = 0; i < settable_idx.size(); i++)
+            if (settable_idx[i] == kc) si = i;
+        }
         const Column& c = settable[si];
         static const char* verbs[] = {"UPDATE ", "UPDATE OR IGNORE ", "UPDATE OR REPLACE "};
         sql = std::string(verbs[kind - 4]) + Q(t.name) + " SET " + Q(c.name) + " = ?1";

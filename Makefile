@@ -1,9 +1,10 @@
 # Thin wrapper over CMake. `make` builds build/cdc.so.
 BUILD ?= build
+comma := ,
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test demo bench clean sanitize tsan
+.PHONY: all test demo bench clean sanitize tsan test-sqlite-latest install test-node
 
 all: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -28,6 +29,28 @@ bench:
 clean:
 	rm -rf $(BUILD) build-*
 
+# The whole suite against a recent SQLite amalgamation from the npm registry
+# (better-sqlite3's deps/sqlite3; tarball cached in $(LATEST)); see
+# cmake/sqlite_amalgamation.cmake.
+LATEST ?= build-sqlite-latest
+SQLITE_LATEST_PKG ?= better-sqlite3@12
+test-sqlite-latest:
+	@tools/fetch_sqlite_amalgamation.sh $(LATEST)/npm $(SQLITE_LATEST_PKG) | sed 's/^/SQLite amalgamation: /'
+	@cmake -S . -B $(LATEST) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SQLITE_AMALGAMATION=$(CURDIR)/$(LATEST)/npm/sqlite3 $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(LATEST) -j $(JOBS)
+	cd $(LATEST) && ctest --output-on-failure -j $(JOBS)
+
+# Installs into $(PREFIX) (DESTDIR honoured): see README "Install".
+PREFIX ?= /usr/local
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Node.js client test: builds better-sqlite3@12 from source (npm registry,
+# local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js.
+test-node: all
+	@tools/fetch_better_sqlite3.sh $(BUILD)/node
+	cd $(BUILD) && ctest --output-on-failure -R '^client[.]node$$'
+
 # Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
 .PHONY: soak fuzz fuzz-smoke
 DURATION ?= 600
@@ -41,3 +64,25 @@ fuzz:
 	tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 fuzz-smoke:
 	tests/fuzz/run.sh $(BUILD)/fuzz 25
+
+# Sanitizer runs of the whole suite (separate build dirs; the test binaries,
+# helper programs and cdc.so are all instrumented). Tests that load cdc.so
+# into uninstrumented programs (the sqlite3 shell, python) get the sanitizer
+# runtime by LD_PRELOAD; python's own leaks are not ours, so the sql./docs.
+# tests run without leak detection, the GoogleTest suite with it.
+SAN_PRELOAD_address,undefined = $(shell $(CXX) -print-file-name=libasan.so)
+SAN_PRELOAD_thread = $(shell $(CXX) -print-file-name=libtsan.so)
+define run_sanitized
+	@cmake -S . -B $(1) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=$(2) >/dev/null
+	@cmake --build $(1) -j $(JOBS)
+	cd $(1) && LD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --output-on-failure -j $(JOBS) -E '^(sql|docs)\.'
+	cd $(1) && LD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=0 TSAN_OPTIONS="report_bugs=0" \
+	  ctest --output-on-failure -j $(JOBS) -R '^(sql|docs)\.'
+endef
+
+sanitize:
+	$(call run_sanitized,build-asan,address$(comma)undefined)
+
+tsan:
+	$(call run_sanitized,build-tsan,thread)

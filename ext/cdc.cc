@@ -15,11 +15,14 @@ SQLITE_EXTENSION_INIT1
 
 #include "capture.h"
 #include "delivery.h"
+#include "listener.h"
 #include "util.h"
 
 
 
 namespace cdc {
+
+using SqlFn = void (*)(sqlite3_context*, int, sqlite3_value**);
 
 void SqlBootstrap(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 const sqlite3_module* ChangesModule();
@@ -39,7 +42,7 @@ struct FunctionDef {
   const char* name;
   int nargs;
   int flags;
-  void (*fn)(sqlite3_context*, int, sqlite3_value**);
+  SqlFn fn;
 };
 
 const FunctionDef kFunctions[] = {
@@ -56,15 +59,34 @@ const FunctionDef kFunctions[] = {
     {"cdc_poll", 2, kDirect, SqlPoll},
     {"cdc_ack", 2, kDirect, SqlAck},
     {"cdc_status", 0, SQLITE_UTF8, SqlStatus},
+    {"cdc_listen", 2, kDirect, SqlListen},
+    {"cdc_listen", 3, kDirect, SqlListen},
+    {"cdc_unlisten", 1, kDirect, SqlUnlisten},
+    {"cdc_wait", 2, kDirect, SqlWait},
 };
 
-using SqlFn = void (*)(sqlite3_context*, int, sqlite3_value**);
+}  // namespace
 
-// Every function runs through this trampoline (the real function is the
-// registration's user data), so no C++ exception ever crosses into SQLite.
+// A function's registration: its implementation, and for cdc_unlisten the
+// connection's listener state.
+struct Registration {
+  SqlFn fn;
+  void* conn_state;
+};
+
+void DestroyRegistration(void* p) {
+  auto* reg = static_cast<Registration*>(p);
+  if (reg->conn_state) DestroyConnectionState(reg->conn_state);
+  delete reg;
+}
+
+namespace {
+
+// Every function runs through this trampoline (the implementation is in the
+// registration), so no C++ exception ever crosses into SQLite.
 void Trampoline(sqlite3_context* ctx, int argc, sqlite3_value** argv) noexcept {
   try {
-    reinterpret_cast<SqlFn>(sqlite3_user_data(ctx))(ctx, argc, argv);
+    static_cast<Registration*>(sqlite3_user_data(ctx))->fn(ctx, argc, argv);
   } catch (const std::bad_alloc&) {
     sqlite3_result_error_nomem(ctx);
   } catch (const std::exception& e) {
@@ -81,8 +103,15 @@ extern "C" __attribute__((visibility("default"))) int sqlite3_cdc_init(
     sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi) {
   SQLITE_EXTENSION_INIT2(pApi);
   for (const auto& f : cdc::kFunctions) {
-    int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, reinterpret_cast<void*>(f.fn),
-                                        cdc::Trampoline, nullptr, nullptr, nullptr);
+    // cdc_unlisten's registration also carries the connection's listener
+    // state: SQLite destroys it when the connection closes, which stops
+    // that connection's listeners.
+    auto* reg = new (std::nothrow) cdc::Registration{
+        f.fn, f.fn == cdc::SqlUnlisten ? cdc::NewConnectionState(db) : nullptr};
+    if (!reg) return SQLITE_NOMEM;
+    // On failure SQLite calls DestroyRegistration itself.
+    int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, reg, cdc::Trampoline, nullptr,
+                                        nullptr, cdc::DestroyRegistration);
     if (rc != SQLITE_OK) {
       *pzErrMsg = sqlite3_mprintf("sqlite-cdc: cannot register %s: %s", f.name, sqlite3_errmsg(db));
       return rc;

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <cmath>
+#include <unordered_map>
 
 namespace cdc {
 
@@ -33,9 +34,49 @@ std::string Literal(const std::string& text) {
   return out;
 }
 
-Status Stmt::Prepare(sqlite3* db, const std::string& sql) {
-  sqlite3_finalize(s_);
+struct StmtCache::State {
+  sqlite3* db;
+  std::unordered_multimap<std::string, sqlite3_stmt*> idle;
+};
+
+namespace {
+thread_local StmtCache::State* t_cache = nullptr;
+}  // namespace
+
+StmtCache::StmtCache(sqlite3* db) : state_(new State{db, {}}), prev_(t_cache) { t_cache = state_; }
+
+StmtCache::~StmtCache() {
+  for (auto& kv : state_->idle) sqlite3_finalize(kv.second);
+  t_cache = prev_;
+  delete state_;
+}
+
+void Stmt::Drop() {
+  if (s_ && cached_ && t_cache && sqlite3_db_handle(s_) == t_cache->db) {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+    t_cache->idle.emplace(sqlite3_sql(s_), s_);
+  } else {
+    sqlite3_finalize(s_);
+  }
   s_ = nullptr;
+  cached_ = false;
+}
+
+Status Stmt::Prepare(sqlite3* db, const std::string& sql) {
+  Drop();
+  if (t_cache && t_cache->db == db) {
+    auto it = t_cache->idle.find(sql);
+    if (it != t_cache->idle.end()) {
+      s_ = it->second;
+      t_cache->idle.erase(it);
+    } else if (sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                  &s_, nullptr) != SQLITE_OK) {
+      return Status::FromDb(db, "prepare");
+    }
+    cached_ = true;
+    return Status();
+  }
   if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &s_, nullptr) !=
       SQLITE_OK) {
     return Status::FromDb(db, "prepare");
@@ -50,6 +91,15 @@ std::string Stmt::Text(int i) const {
 }
 
 Status Exec(sqlite3* db, const std::string& sql) {
+  if (t_cache && t_cache->db == db && sql.find(';') == std::string::npos) {
+    Stmt st;
+    CDC_RETURN_IF_ERROR(st.Prepare(db, sql));
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE) return Status::Error(sqlite3_errmsg(db));
+    return Status();
+  }
   char* err = nullptr;
   if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     Str owned(err);

@@ -78,12 +78,17 @@ class Stmt {
   Stmt() = default;
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
-  Stmt(Stmt&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  Stmt(Stmt&& o) noexcept
+      : s_(std::exchange(o.s_, nullptr)), cached_(std::exchange(o.cached_, false)) {}
   Stmt& operator=(Stmt&& o) noexcept {
-    if (this != &o) { sqlite3_finalize(s_); s_ = std::exchange(o.s_, nullptr); }
+    if (this != &o) {
+      Drop();
+      s_ = std::exchange(o.s_, nullptr);
+      cached_ = std::exchange(o.cached_, false);
+    }
     return *this;
   }
-  ~Stmt() { sqlite3_finalize(s_); }
+  ~Stmt() { Drop(); }
 
   Status Prepare(sqlite3* db, const std::string& sql);
   sqlite3_stmt* get() const { return s_; }
@@ -102,7 +107,27 @@ class Stmt {
   bool IsNull(int i) const { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
 
  private:
+  void Drop();  // finalizes, or gives a StmtCache's statement back
   sqlite3_stmt* s_ = nullptr;
+  bool cached_ = false;
+};
+
+// While a StmtCache for `db` is alive on a thread, the statements that
+// Stmt::Prepare and single-statement Exec prepare on `db` from that thread
+// are kept (reset) and reused instead of being parsed again. Only for
+// connections the extension owns (a listener's): statements left on a user's
+// connection would make sqlite3_close fail.
+class StmtCache {
+ public:
+  explicit StmtCache(sqlite3* db);
+  ~StmtCache();  // finalizes every kept statement
+  StmtCache(const StmtCache&) = delete;
+  StmtCache& operator=(const StmtCache&) = delete;
+  struct State;
+
+ private:
+  State* state_;
+  State* prev_;
 };
 
 // Runs one or more statements that return no rows.

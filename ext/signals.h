@@ -1,0 +1,169 @@
+// signals.h — wake-up sources for listeners and cdc_wait (DESIGN §4).
+//
+// A Signal tells a waiting thread "the log may have grown, look again". Each
+// one exposes a file descriptor to poll and/or a deadline, and is asked after
+// every wait whether it fired:
+//
+//   WatchSignal     inotify on the database's directory, for the database file
+//                   and its -wal and -journal files. An event can arrive
+//                   before the commit is visible to readers (the writer writes
+//                   its WAL frames, then publishes them in the -shm index), so
+//                   after every watch wake it re-checks on a short schedule
+//                   (Recheck) until a re-check finds nothing new.
+//   IntervalSignal  a timer: the backstop that makes a lost or early
+//                   notification cost at most one interval. Restarts after
+//                   every read, so an idle listener wakes once per interval.
+//   CommitSignal    an eventfd poked by a commit hook (in-process writers).
+//                   The hook runs before the commit is durable, so it also
+//                   re-checks on the Recheck schedule.
+//   Combiner        polls all of them plus a stop descriptor with ppoll(2).
+//
+// The caller decides cheaply whether a wake needs a read (PRAGMA data_version
+// on its own connection, in listener.cc) and reports back with AfterRead().
+// Time comes from a Clock so that unit tests drive deadlines without
+// sleeping. Nothing here touches SQLite.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cdc {
+
+constexpr int64_t kNever = INT64_MAX;
+
+// Monotonic time in microseconds.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual int64_t NowUs() = 0;
+};
+// CLOCK_MONOTONIC.
+Clock* SystemClock();
+
+// Where a wake came from; bit (1u << source) in a wake mask.
+enum Source : int { kSrcWatch = 0, kSrcInterval = 1, kSrcCommit = 2, kSrcRecheck = 3, kSrcCount = 4 };
+const char* SourceName(int source);
+inline unsigned Bit(int source) { return 1u << source; }
+
+class Signal {
+ public:
+  virtual ~Signal() = default;
+  // Descriptor to poll for readability, or -1.
+  virtual int fd() const { return -1; }
+  // Clock time at which the signal fires without its descriptor, or kNever.
+  virtual int64_t deadline() const { return kNever; }
+  // Called after every wait with the current time and whether fd() was
+  // readable; consumes what fired and returns the wake mask (0: nothing).
+  virtual unsigned Check(int64_t now, bool readable) = 0;
+  // The caller looked at the log after a wake: found = it had new changes.
+  virtual void AfterRead(int64_t now, bool found) { (void)now; (void)found; }
+};
+
+// The short re-check schedule after a wake that may precede visibility:
+// 250 us, 1 ms, 4 ms, 16 ms, 64 ms after the wake, stopping at the first
+// re-check that finds nothing new once the schedule is spent; a re-check that
+// finds changes restarts it (more may be on their way).
+class Recheck {
+ public:
+  static constexpr int kSteps = 5;
+  static int64_t StepUs(int i);
+  void Arm(int64_t now);
+  int64_t deadline() const { return at_; }
+  // True when due; the re-check then awaits AfterRead.
+  bool Due(int64_t now);
+  void AfterRead(int64_t now, bool found);
+  bool armed() const { return at_ != kNever || fired_; }
+
+ private:
+  int64_t at_ = kNever;
+  int step_ = 0;
+  bool fired_ = false;
+};
+
+class WatchSignal : public Signal {
+ public:
+  ~WatchSignal() override;
+  // Watches the directory of `db_path` for changes to the database, its -wal
+  // and its -journal. Returns an error message, or "" on success.
+  std::string Open(const std::string& db_path);
+  int fd() const override { return fd_; }
+  int64_t deadline() const override { return recheck_.deadline(); }
+  unsigned Check(int64_t now, bool readable) override;
+  void AfterRead(int64_t now, bool found) override { recheck_.AfterRead(now, found); }
+
+ private:
+  int fd_ = -1;
+  std::vector<std::string> names_;  // file names that count, without directory
+  Recheck recheck_;
+};
+
+class IntervalSignal : public Signal {
+ public:
+  IntervalSignal(int64_t now, int64_t interval_us) : every_(interval_us), next_(now + interval_us) {}
+  int64_t deadline() const override { return next_; }
+  unsigned Check(int64_t now, bool readable) override;
+  void AfterRead(int64_t now, bool found) override;
+
+ private:
+  int64_t every_;
+  int64_t next_;
+};
+
+class CommitSignal : public Signal {
+ public:
+  CommitSignal();
+  ~CommitSignal() override;
+  bool ok() const { return fd_ >= 0; }
+  // Async-signal-safe and thread-safe: marks a commit.
+  void Notify();
+  int fd() const override { return fd_; }
+  int64_t deadline() const override { return recheck_.deadline(); }
+  unsigned Check(int64_t now, bool readable) override;
+  void AfterRead(int64_t now, bool found) override { recheck_.AfterRead(now, found); }
+
+ private:
+  int fd_ = -1;
+  Recheck recheck_;
+};
+
+// A level-triggered stop flag that can be polled (eventfd).
+class StopFlag {
+ public:
+  StopFlag();
+  ~StopFlag();
+  StopFlag(const StopFlag&) = delete;
+  StopFlag& operator=(const StopFlag&) = delete;
+  bool ok() const { return fd_ >= 0; }
+  void Set();
+  bool IsSet() const;
+  int fd() const { return fd_; }
+  // Sleeps up to `us` microseconds of real time; false when the flag is set.
+  bool SleepUs(int64_t us) const;
+
+ private:
+  int fd_ = -1;
+};
+
+class Combiner {
+ public:
+  explicit Combiner(Clock* clock) : clock_(clock) {}
+  void Add(std::unique_ptr<Signal> s) { signals_.push_back(std::move(s)); }
+  bool empty() const { return signals_.empty(); }
+  Clock* clock() const { return clock_; }
+  // Earliest deadline of all signals.
+  int64_t NextDeadline() const;
+  // Waits until a signal fires, the clock passes `until`, or `stop_fd` (if
+  // >= 0) is readable. Returns the wake mask (0 on timeout or stop);
+  // *stopped tells which.
+  unsigned Wait(int64_t until, int stop_fd, bool* stopped);
+  // Reports the outcome of the read that followed a wake.
+  void AfterRead(bool found);
+
+ private:
+  Clock* clock_;
+  std::vector<std::unique_ptr<Signal>> signals_;
+};
+
+}  // namespace cdc

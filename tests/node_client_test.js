@@ -1,0 +1,130 @@
+// node_client_test.js — sqlite-cdc from Node.js through better-sqlite3 (built
+// from source by tools/fetch_better_sqlite3.sh; it bundles its own SQLite).
+//
+//   CDC_EXTENSION=build/cdc BETTER_SQLITE3=build/node/node_modules/better-sqlite3 \
+//     node --test tests/node_client_test.js
+//
+// Exits 77 (ctest: skipped) when better-sqlite3 is not built here.
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+
+const modDir = process.env.BETTER_SQLITE3;
+if (!modDir || !fs.existsSync(path.join(modDir, 'build/Release/better_sqlite3.node'))) {
+  console.log('better-sqlite3 is not built here (make test-node builds it): skipped');
+  process.exit(77);
+}
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const Database = require(path.resolve(modDir));
+const EXT = process.env.CDC_EXTENSION;
+
+function open(file, load = true) {
+  const db = new Database(file, { timeout: 30000 });
+  if (load) db.loadExtension(EXT);
+  return db;
+}
+
+function hasFunction(db, name) {
+  return db.prepare('SELECT count(*) FROM pragma_function_list WHERE name = ?').pluck().get(name) > 0;
+}
+
+test('load, capture, poll and ack from Node', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdcnode.'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'app.db');
+  const db = open(file);
+  db.pragma('journal_mode = WAL');
+  db.exec("CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT, score REAL, avatar BLOB)");
+  assert.equal(db.prepare("SELECT cdc_setup('users')").pluck().get(), 1);
+  assert.equal(db.prepare("SELECT cdc_consumer_add('node')").pluck().get(), 0);
+
+  // A writer connection that never loaded the extension is captured too.
+  const w = open(file, false);
+  const ins = w.prepare('INSERT INTO users VALUES(?, ?, ?, ?)');
+  w.transaction(() => {
+    ins.run(1, 'a@example.com', 0.1 + 0.2, Buffer.from([0, 255]));
+    ins.run(2, 'b@example.com', Infinity, null);
+  })();
+  w.prepare("UPDATE users SET email = 'c@example.com' WHERE id = 2").run();
+  w.prepare('DELETE FROM users WHERE id = 1').run();
+  w.close();
+
+  const poll = db.prepare('SELECT cdc_poll(?, ?)').pluck();
+  const events = JSON.parse(poll.get('node', 100));
+  assert.deepEqual(events.map((e) => e.op), ['INSERT', 'INSERT', 'UPDATE', 'DELETE']);
+  assert.equal(events[0].after.score, 0.1 + 0.2);  // the identical double
+  assert.equal(events[0].after.avatar.$blob, '00FF');
+  assert.equal(events[1].after.score, Infinity);  // 9e999
+  assert.deepEqual(events[2].before, { id: 2, email: 'b@example.com', score: Infinity, avatar: null });
+  assert.equal(events[2].after.email, 'c@example.com');
+  assert.equal(events[3].after, null);
+
+  const ack = db.prepare('SELECT cdc_ack(?, ?)').pluck();
+  assert.equal(ack.get('node', events[1].id), events[1].id);
+  assert.deepEqual(JSON.parse(poll.get('node', 100)).map((e) => e.id), [events[2].id, events[3].id]);
+  ack.get('node', events[3].id);
+  assert.deepEqual(JSON.parse(poll.get('node', 100)), []);
+
+  // The virtual table, with a bound parameter.
+  db.prepare("INSERT INTO users(id, email) VALUES(3, 'd@example.com')").run();
+  const rows = db.prepare("SELECT op, tbl, after ->> '$.email' AS email FROM cdc_changes(?)").all('node');
+  assert.deepEqual(rows, [{ op: 'INSERT', tbl: 'users', email: 'd@example.com' }]);
+  assert.throws(() => poll.get('nobody', 1), /cdc_poll/);
+  db.close();
+});
+
+test('cdc_wait returns when another process commits', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdcnode.'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'app.db');
+  const db = open(file);
+  if (!hasFunction(db, 'cdc_wait')) { db.close(); t.skip('no cdc_wait in this extension build'); return; }
+  db.pragma('journal_mode = WAL');
+  db.exec("CREATE TABLE t(x); SELECT cdc_setup('t'); SELECT cdc_consumer_add('node', 'latest');");
+  assert.equal(db.prepare("SELECT cdc_wait('node', 10)").pluck().get(), 0);
+  // Another Node process commits one row; this one is blocked in cdc_wait.
+  const child = require('node:child_process').spawn(process.execPath, ['-e', `
+    setTimeout(() => {
+      const D = require(${JSON.stringify(path.resolve(modDir))});
+      new D(${JSON.stringify(file)}, { timeout: 30000 }).prepare('INSERT INTO t VALUES(42)').run();
+    }, 200);`]);
+  const pending = db.prepare("SELECT cdc_wait('node', 60000)").pluck().get();
+  assert.equal(pending, 1);
+  const events = JSON.parse(db.prepare("SELECT cdc_poll('node')").pluck().get());
+  assert.deepEqual(events.map((e) => e.after), [{ x: 42 }]);
+  child.kill();
+  db.close();
+});
+
+test('cdc_listen with a JavaScript function needs a serialized connection', (t) => {
+  const db = open(':memory:');
+  if (!hasFunction(db, 'cdc_listen')) { db.close(); t.skip('no cdc_listen in this extension build'); return; }
+  // better-sqlite3 builds SQLite with SQLITE_THREADSAFE=2 (multi-thread): a
+  // background thread must not call into the connection, so cdc_listen with a
+  // function name refuses it; Node code uses cdc_wait / cdc_poll instead.
+  db.function('on_batch', () => 1);
+  db.exec("CREATE TABLE t(x); SELECT cdc_setup('t'); SELECT cdc_consumer_add('node');");
+  assert.throws(() => db.prepare("SELECT cdc_listen('node', 'on_batch')").get(), /serialized/);
+  db.close();
+});
+
+test('a write from the plain sqlite3 shell reaches a Node consumer', (t) => {
+  const shell = process.env.SQLITE3_SHELL;
+  if (!shell) { t.skip('SQLITE3_SHELL not set'); return; }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdcnode.'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'app.db');
+  const db = open(file);
+  db.exec("CREATE TABLE t(x); SELECT cdc_setup('t'); SELECT cdc_consumer_add('shell');");
+  db.close();
+  // A plain shell (no extension) writes; a Node connection reads the change.
+  const r = spawnSync(shell, ['-batch', file, 'INSERT INTO t VALUES(7)'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const db2 = open(file);
+  const ev = JSON.parse(db2.prepare("SELECT cdc_poll('shell')").pluck().get());
+  assert.deepEqual(ev.map((e) => [e.op, e.after]), [['INSERT', { x: 7 }]]);
+  db2.close();
+});

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""sqlite-cdc from Python's standard sqlite3 module (Debian's /usr/bin/python3).
+
+usage: python_client_test.py EXTENSION
+
+What a Python application does: load the extension into a connection, capture
+a table, write from another connection, consume with cdc_poll / cdc_ack (and
+cdc_wait, cdc_listen with a function registered by create_function when the
+extension has them), on real database files.
+"""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+
+EXT = sys.argv.pop(1)
+
+
+def connect(path, load=True):
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    if load:
+        db.enable_load_extension(True)
+        db.load_extension(EXT)
+        db.enable_load_extension(False)
+    return db
+
+
+def has_function(db, name):
+    return db.execute("SELECT count(*) FROM pragma_function_list WHERE name = ?", (name,)).fetchone()[0] > 0
+
+
+class PythonClient(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="cdcpy.")
+        self.path = os.path.join(self.dir, "app.db")
+        self.db = connect(self.path)
+        self.db.executescript("""
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, price REAL, data BLOB);
+            SELECT cdc_setup('items');
+            SELECT cdc_consumer_add('py');
+        """)
+
+    def tearDown(self):
+        self.db.close()
+        shutil.rmtree(self.dir)
+
+    def poll(self, limit=100):
+        return json.loads(self.db.execute("SELECT cdc_poll('py', ?)", (limit,)).fetchone()[0])
+
+    def test_poll_ack_round_trip(self):
+        # The writer is another connection that never loaded the extension.
+        w = connect(self.path, load=False)
+        w.execute("INSERT INTO items VALUES(1, 'pen', 0.1 + 0.2, x'00ff10')")
+        w.execute("INSERT INTO items VALUES(2, 'inf', 9e999, NULL)")
+        with w:  # one transaction
+            w.execute("BEGIN")
+            w.execute("UPDATE items SET price = -9e999, name = 'ink' WHERE id = 2")
+            w.execute("DELETE FROM items WHERE id = 1")
+        w.execute("BEGIN")
+        w.execute("INSERT INTO items VALUES(3, 'rolled back', 1, NULL)")
+        w.execute("ROLLBACK")
+        w.close()
+
+        events = self.poll()
+        self.assertEqual([(e["op"], e["table"]) for e in events],
+                         [("INSERT", "items"), ("INSERT", "items"), ("UPDATE", "items"), ("DELETE", "items")])
+        ids = [e["id"] for e in events]
+        self.assertEqual(ids, sorted(set(ids)))
+        first = events[0]["after"]
+        self.assertEqual(first["price"], 0.1 + 0.2)  # the identical double
+        self.assertEqual(bytes.fromhex(first["data"]["$blob"]), b"\x00\xff\x10")
+        self.assertEqual(events[1]["after"]["price"], float("inf"))  # 9e999 parses as +Inf
+        self.assertEqual(events[2]["before"]["name"], "inf")
+        self.assertEqual(events[2]["after"], {"id": 2, "name": "ink", "price": float("-inf"), "data": None})
+        self.assertIsNone(events[3]["after"])
+        self.assertIsInstance(events[0]["ts"], int)
+
+        # Ack the first two: only the rest stays pending.
+        self.assertEqual(self.db.execute("SELECT cdc_ack('py', ?)", (ids[1],)).fetchone()[0], ids[1])
+        self.assertEqual([e["id"] for e in self.poll()], ids[2:])
+        # A restart (new connection) resumes after the last ack.
+        self.db.close()
+        self.db = connect(self.path)
+        self.assertEqual([e["id"] for e in self.poll(limit=1)], ids[2:3])
+        self.db.execute("SELECT cdc_ack('py', ?)", (ids[-1],))
+        self.assertEqual(self.poll(), [])
+        # The same changes through the table-valued function.
+        self.db.execute("INSERT INTO items(name) VALUES('vtab')")
+        rows = self.db.execute("SELECT op, tbl, json_extract(after, '$.name') FROM cdc_changes('py')").fetchall()
+        self.assertEqual(rows, [("INSERT", "items", "vtab")])
+
+    def test_errors_are_python_exceptions(self):
+        with self.assertRaisesRegex(sqlite3.OperationalError, "cdc_poll"):
+            self.db.execute("SELECT cdc_poll('nobody')").fetchone()
+        with self.assertRaisesRegex(sqlite3.OperationalError, "no such table"):
+            self.db.execute("SELECT cdc_setup('missing')").fetchone()
+        self.assertEqual(self.db.execute("SELECT 1").fetchone()[0], 1)  # still usable
+
+    def test_wait_wakes_on_a_commit_from_another_process(self):
+        if not has_function(self.db, "cdc_wait"):
+            self.skipTest("this extension build has no cdc_wait")
+        self.assertEqual(self.db.execute("SELECT cdc_wait('py', 10)").fetchone()[0], 0)  # timeout
+        # The writer is another process; cdc_wait blocks until its commit.
+        writer = subprocess.Popen([sys.executable, "-c", """
+import sqlite3, sys, time
+time.sleep(0.2)
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+db.execute("INSERT INTO items(name) VALUES('late')")
+""", self.path])
+        pending = self.db.execute("SELECT cdc_wait('py', 60000)").fetchone()[0]
+        writer.wait()
+        self.assertEqual(pending, 1)
+        self.assertEqual([e["after"]["name"] for e in self.poll()], ["late"])
+
+    def test_listen_calls_a_python_function(self):
+        if not has_function(self.db, "cdc_listen"):
+            self.skipTest("this extension build has no cdc_listen")
+        got, done = [], threading.Event()
+
+        def on_batch(batch_json):
+            got.extend(json.loads(batch_json))
+            if len(got) >= 3:
+                done.set()
+            return 1  # truthy: handled, ack the batch
+
+        self.db.create_function("on_batch", 1, on_batch)
+        self.assertEqual(self.db.execute("SELECT cdc_listen('py', 'on_batch')").fetchone()[0], 1)
+        w = connect(self.path, load=False)
+        for name in ("a", "b", "c"):
+            w.execute("INSERT INTO items(name) VALUES(?)", (name,))
+        w.close()
+        self.assertTrue(done.wait(60), "listener delivered %r" % got)
+        self.assertEqual(self.db.execute("SELECT cdc_unlisten('py')").fetchone()[0], 1)
+        self.assertEqual([e["after"]["name"] for e in got], ["a", "b", "c"])
+        self.assertEqual(self.poll(), [])  # acked after the callback returned
+
+    def test_listen_retries_a_batch_the_function_refuses(self):
+        if not has_function(self.db, "cdc_listen"):
+            self.skipTest("this extension build has no cdc_listen")
+        calls, done = [], threading.Event()
+
+        def flaky(batch_json):
+            calls.append([e["id"] for e in json.loads(batch_json)])
+            if len(calls) == 1:
+                raise ValueError("downstream unavailable")  # an error: retry the same batch
+            done.set()
+            return True
+
+        self.db.create_function("flaky", 1, flaky)
+        self.db.execute("INSERT INTO items(name) VALUES('x')")
+        self.db.execute("SELECT cdc_listen('py', 'flaky', '{\"interval_ms\": 20}')")
+        self.assertTrue(done.wait(60))
+        self.db.execute("SELECT cdc_unlisten('py')")
+        self.assertEqual(calls[0], calls[1])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

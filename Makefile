@@ -61,9 +61,18 @@ test-node: all
 	cd $(BUILD) && ctest --output-on-failure -R '^client[.]node$$'
 
 # Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
+.PHONY: soak fuzz fuzz-smoke
 DURATION ?= 600
 soak: all
 	$(BUILD)/tests/cdc_soak --ext $(BUILD)/cdc --seconds $(DURATION)
+
+# libFuzzer targets (tests/fuzz/, clang + libclang-rt-14-dev): long runs,
+# and the short run CI uses (also ctest: fuzz.smoke).
+FUZZ_SECONDS ?= 600
+fuzz:
+	tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+fuzz-smoke:
+	tests/fuzz/run.sh $(BUILD)/fuzz 25
 
 # Sanitizer runs of the whole suite (separate build dirs; the test binaries,
 # helper programs and cdc.so are all instrumented).

@@ -70,7 +70,7 @@ soak: all
 # and the short run CI uses (also ctest: fuzz.smoke).
 FUZZ_SECONDS ?= 600
 fuzz:
-	tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
+	FUZZ_SEED=$${FUZZ_SEED:-0} tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 fuzz-smoke:
 	tests/fuzz/run.sh $(BUILD)/fuzz 25
 

@@ -88,15 +88,16 @@ SAN_PRELOAD_address,undefined = $(shell $(CXX) -print-file-name=libasan.so)
 SAN_PRELOAD_thread = $(shell $(CXX) -print-file-name=libtsan.so)
 # fuzz.smoke is left out of the sanitizer runs: the fuzzers carry their own ASan and run in check.
 HOST_TESTS = '^(sql|docs|demo|client|install|stream|fuzz)\.'
-# The soak's forked writers are SIGKILLed and exit mid-work: LeakSanitizer's
-# exit-time scan is not meaningful there (it crashed in one), so under ASan
-# the soak runs with the host tests, without leak detection.
-ASAN_NOLEAK_TESTS = '^(sql|docs|demo|client|install|stream|soak|fuzz)\.'
+ASAN_NOLEAK_TESTS = '^(sql|docs|demo|client|install|stream|fuzz)\.'
 ASAN_SKIP = '^fuzz\.'
+# LeakSanitizer on (SAN_LEAKS=0 turns it off). It once crashed at exit
+# ("Tracer caught signal 11") scanning a thread_local block of a dlclosed
+# cdc.so; the extension has no TLS since (readelf -l build/cdc.so).
+SAN_LEAKS ?= 1
 define san_build
 	@cmake -S . -B $(1) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=$(2) >/dev/null
 	@cmake --build $(1) -j $(JOBS)
-	cd $(1) && CDC_CHILD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	cd $(1) && CDC_CHILD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=$(SAN_LEAKS) TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  ctest --output-on-failure -j $(JOBS) -E $(3)
 endef
 

@@ -35,7 +35,11 @@ Status LoadCaptured(sqlite3* db, const char* fn, const std::string& table, Captu
   if (!InternalTablesExist(db)) return Status::Error(not_captured);
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
-      db, "SELECT t.shape, s.columns FROM main.__cdc_tables AS t JOIN main.__cdc_shapes AS s "
+      db, "SELECT t.shape, s.columns, "
+          "(SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
+          "  AND m.tbl_name = t.name COLLATE NOCASE AND m.name IN "
+          "  ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', '__cdc_' || t.id || '_delete')) "
+          "FROM main.__cdc_tables AS t JOIN main.__cdc_shapes AS s "
           "ON s.id = t.shape WHERE t.name = ?1"));
   st.Bind(1, out->t.name);
   int rc = st.Step();
@@ -46,6 +50,12 @@ Status LoadCaptured(sqlite3* db, const char* fn, const std::string& table, Captu
     return Status::Error(std::string(fn) + ": the columns of " + Literal(out->t.name) +
                          " changed since cdc_setup; run SELECT cdc_setup(" + Literal(out->t.name) +
                          ") again first");
+  }
+  // The table was dropped and created again (or a trigger dropped): a
+  // snapshot now would be followed by changes nobody captures.
+  if (st.Int(2) != 3) {
+    return Status::Error(std::string(fn) + ": the capture triggers of " + Literal(out->t.name) +
+                         " are missing; run SELECT cdc_setup(" + Literal(out->t.name) + ") again first");
   }
   return Status();
 }

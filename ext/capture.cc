@@ -23,6 +23,11 @@
 // so it is logged once. A conflict on the primary key itself needs no DELETE
 // event: the INSERT/UPDATE event carries the same key and replaces the row.
 // Tables without extra UNIQUE constraints get no stage and pay nothing.
+// Partial UNIQUE indexes and UNIQUE generated columns are staged by equality
+// on their columns (a superset of the conflicts: only staged rows that
+// really disappear are logged), with a BEFORE UPDATE on every column. UNIQUE
+// indexes on expressions are not staged: a REPLACE deletion through one is
+// captured only with recursive_triggers on.
 #include "capture.h"
 
 #include "json.h"
@@ -155,13 +160,18 @@ std::string LogStagedDeletes(const TableInfo& t, int64_t tid, int width, int64_t
   std::string stage = StageName(tid);
   std::vector<std::string> vals;
   for (size_t i = 0; i < t.columns.size(); i++) vals.push_back("s.c" + std::to_string(i));
-  const std::string first = "(SELECT min(rowid) FROM " + stage + ")";
-  const std::string from = "FROM " + stage + " AS s WHERE s.rowid = " + first +
-                           " AND NOT EXISTS (SELECT 1 FROM " + Ident(t.name) + " AS r WHERE " +
-                           KeyMatch(t, "s", "r.") + ")" +
-                           (is_update ? " AND NOT " + KeyMatch(t, "s", "OLD.") : std::string());
+  // "staged row `a` is gone", the updated row itself excluded.
+  auto gone = [&](const std::string& a) {
+    return "NOT EXISTS (SELECT 1 FROM " + Ident(t.name) + " AS r WHERE " + KeyMatch(t, a, "r.") + ")" +
+           (is_update ? " AND NOT " + KeyMatch(t, a, "OLD.") : std::string());
+  };
+  // The stage may hold rows that did not conflict (a partial index's WHERE
+  // is not evaluated when staging): pick the first staged row that is gone.
+  const std::string first = "(SELECT min(g.rowid) FROM " + stage + " AS g WHERE " + gone("g") + ")";
+  const std::string from = "FROM " + stage + " AS s WHERE s.rowid = " + first;
   std::string sql;
-  // A row conflicts with at most one row per UNIQUE constraint.
+  // A row conflicts with at most one row per UNIQUE constraint; one event at
+  // a time keeps each DELETE's continuation rows together.
   for (size_t u = 0; u < t.uniques.size(); u++) {
     sql += LogAppend(vals, width, shape, kOpDelete, from);
     sql += "DELETE FROM " + stage + " WHERE rowid = " + first + ";\n";
@@ -248,7 +258,8 @@ std::string CaptureSql(const TableInfo& t, int64_t tid, int64_t shape, int width
     for (auto& u : t.uniques) {
       for (int c : u) ucols += (ucols.empty() ? "" : ",") + Ident(t.columns[static_cast<size_t>(c)]);
     }
-    sql += Trigger(tid, "before_update", "BEFORE UPDATE OF " + ucols, t, StageRows(t, tid, true));
+    sql += Trigger(tid, "before_update", t.stage_every_update ? "BEFORE UPDATE" : "BEFORE UPDATE OF " + ucols, t,
+                   StageRows(t, tid, true));
   }
   const std::string staged_ins = stage ? LogStagedDeletes(t, tid, width, shape, false) : "";
   const std::string staged_upd = stage ? LogStagedDeletes(t, tid, width, shape, true) : "";
@@ -315,14 +326,23 @@ Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
   }
   CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_tables"));
   Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT id FROM main.__cdc_tables WHERE name = ?1 COLLATE NOCASE"));
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT id, name FROM main.__cdc_tables WHERE name = ?1 COLLATE NOCASE"));
   st.Bind(1, table);
   int rc = st.Step();
   if (rc == SQLITE_DONE) return Status::Error(std::string(fn) + ": table " + Literal(table) + " is not captured");
   if (rc != SQLITE_ROW) return Status::FromDb(db, fn);
   int64_t tid = st.Int(0);
+  const std::string name = st.Text(1);
   st = Stmt();
   CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
+  // Forget an unfinished chunked bootstrap: after a new cdc_setup, the next
+  // cdc_bootstrap(table, n) must start over with its marker, not resume.
+  int64_t has_state = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(
+      db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_bootstrap'", &has_state));
+  if (has_state) {
+    CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(name)));
+  }
   return Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(tid));
 }
 

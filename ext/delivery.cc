@@ -44,9 +44,13 @@ Status PendingCount(sqlite3* db, int64_t pos, int64_t* count) {
 }
 
 Status Prune(sqlite3* db) {
+  // The newest event stays, with its continuation rows (they sit between the
+  // event before it and it): deleting only up to that earlier event keeps it
+  // whole for a consumer added later with 'earliest' and for cdc_changes.
   return Exec(db,
               "DELETE FROM main.__cdc_log WHERE id <= (SELECT min(pos) FROM main.__cdc_consumers) "
-              "AND id < (SELECT max(id) FROM main.__cdc_log)");
+              "AND id <= (SELECT max(id) FROM main.__cdc_log WHERE op <> 0 "
+              "AND id < (SELECT max(id) FROM main.__cdc_log))");
 }
 
 Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos) {
@@ -238,7 +242,18 @@ Status StatusJson(sqlite3* db, std::string* out) {
   {
     Stmt st;
     CDC_RETURN_IF_ERROR(st.Prepare(
-        db, "SELECT t.name, t.shape, s.columns FROM main.__cdc_tables AS t "
+        db, "SELECT t.name, t.shape, s.columns, "
+            // the three AFTER triggers cdc_setup installs (capture.cc)
+            "(SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
+            "  AND m.tbl_name = t.name COLLATE NOCASE AND m.name IN "
+            "  ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', '__cdc_' || t.id || '_delete')), "
+            // other triggers on the table created after the capture triggers
+            "(SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
+            "  AND m.tbl_name = t.name COLLATE NOCASE AND substr(m.name, 1, 6) <> '__cdc_' "
+            "  AND m.rowid > (SELECT min(c.rowid) FROM main.sqlite_schema AS c WHERE c.type = 'trigger' "
+            "    AND c.name IN ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', "
+            "                   '__cdc_' || t.id || '_delete'))) "
+            "FROM main.__cdc_tables AS t "
             "JOIN main.__cdc_shapes AS s ON s.id = t.shape ORDER BY t.name"));
     int rc, i = 0;
     while ((rc = st.Step()) == SQLITE_ROW) {
@@ -246,9 +261,17 @@ Status StatusJson(sqlite3* db, std::string* out) {
       std::string name = st.Text(0);
       TableInfo t;
       Status ins = InspectTable(db, "cdc_status", name, &t);
-      // Drift: the table is gone, or its columns differ from what its
-      // triggers write (run cdc_setup again to refresh).
-      bool drift = !ins.ok() || ColumnsJson(t) != st.Text(2);
+      // Drift: the table is gone, its columns differ from what its triggers
+      // write, or its triggers are gone (the table was dropped and created
+      // again, or a trigger dropped by hand): run cdc_setup again.
+      bool columns_changed = ins.ok() && ColumnsJson(t) != st.Text(2);
+      bool triggers_missing = ins.ok() && st.Int(3) != 3;
+      // SQLite fires the newest trigger first: an AFTER trigger created after
+      // cdc_setup that writes the table runs before the capture trigger, so
+      // its change is logged before the change that caused it (a replica
+      // applying in id order ends stale). cdc_setup again reorders them.
+      bool triggers_after = ins.ok() && !triggers_missing && st.Int(4) > 0;
+      bool drift = !ins.ok() || columns_changed || triggers_missing || triggers_after;
       out->append("{\"name\":");
       JsonString(out, name);
       out->append(",\"shape\":");
@@ -259,7 +282,12 @@ Status StatusJson(sqlite3* db, std::string* out) {
       out->append(drift ? "true" : "false");
       if (drift) {
         out->append(",\"drift_reason\":");
-        JsonString(out, ins.ok() ? std::string("columns changed; run cdc_setup again") : ins.message());
+        JsonString(out, !ins.ok()        ? ins.message()
+                        : columns_changed ? std::string("columns changed; run cdc_setup again")
+                        : triggers_missing
+                            ? std::string("capture triggers are missing; run cdc_setup again")
+                            : std::string("triggers created after cdc_setup fire before capture; "
+                                          "run cdc_setup again"));
       }
       out->push_back('}');
     }

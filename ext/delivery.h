@@ -16,8 +16,8 @@ Status PendingCount(sqlite3* db, int64_t pos, int64_t* count);
 // position are a no-op) and prunes what every consumer has passed. Runs in a
 // savepoint on db. *pos receives the new position.
 Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos);
-// Deletes log rows every consumer has acked, always keeping the newest row so
-// that ids are never reused.
+// Deletes log rows every consumer has acked, always keeping the newest event
+// whole (with its continuation rows), so that ids are never reused.
 Status Prune(sqlite3* db);
 // Reads the consumer's next events as a JSON array (DESIGN §3).
 Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,

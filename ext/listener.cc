@@ -144,9 +144,20 @@ int BusyWait(void* arg, int n) noexcept {
   return 1;
 }
 
-Status OpenOwn(const std::string& file, int flags, StopFlag* stop, sqlite3** out) {
+// The VFS the user's connection opened its main database with.
+std::string VfsOf(sqlite3* db) {
+  sqlite3_vfs* vfs = nullptr;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) == SQLITE_OK && vfs && vfs->zName) {
+    return vfs->zName;
+  }
+  return "";
+}
+
+// Opens a connection of the extension's own to `file`, with the VFS of `like`.
+Status OpenOwn(sqlite3* like, const std::string& file, int flags, StopFlag* stop, sqlite3** out) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(file.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::string vfs = VfsOf(like);
+  int rc = sqlite3_open_v2(file.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
@@ -564,7 +575,7 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   l->owner = cs;
   l->reg_db = db;
 
-  st = OpenOwn(l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db);
+  st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db);
   // Acks need not be fsynced in WAL mode: one lost to a power cut only means
   // a batch is delivered again (at least once), and writers wait less.
   if (st.ok()) st = Exec(l->db, "PRAGMA synchronous=NORMAL");
@@ -686,7 +697,7 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
   // A private read-only connection sees every commit as soon as it is
   // visible, whatever snapshot the caller's connection holds.
   sqlite3* own = nullptr;
-  st = OpenOwn(file, SQLITE_OPEN_READONLY, nullptr, &own);
+  st = OpenOwn(db, file, SQLITE_OPEN_READONLY, nullptr, &own);
   if (!st.ok()) return ResultError(ctx, Status::Error("cdc_wait: " + st.message()));
   Combiner signals(clock);
   auto w = std::make_unique<WatchSignal>();

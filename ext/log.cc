@@ -1,6 +1,8 @@
 // log.cc — see log.h.
 #include "log.h"
 
+#include <algorithm>
+
 #include "json.h"
 
 namespace cdc {
@@ -94,6 +96,13 @@ Status LogCursor::Open(sqlite3* db, const ReadRange& range) {
   range_ = range;
   emitted_ = 0;
   if (range.limit <= 0 || range.upto <= range.after) return Status();
+  // The scan is a snapshot of the log as it is now: a caller that writes to
+  // captured tables while it steps (on the same connection) must not meet
+  // its own new events, or "for each change, write a row" never ends.
+  int64_t newest = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
+  range_.upto = std::min(range_.upto, newest);
+  if (range_.upto <= range_.after) return Status();
   int64_t start = 0;
   CDC_RETURN_IF_ERROR(EventFloor(db, range.after, &start));
   std::string sql = "SELECT * FROM main.__cdc_log WHERE id > ?1 AND id <= ?2";
@@ -101,7 +110,7 @@ Status LogCursor::Open(sqlite3* db, const ReadRange& range) {
   sql += " ORDER BY id";
   CDC_RETURN_IF_ERROR(st_.Prepare(db, sql));
   st_.Bind(1, start);
-  st_.Bind(2, range.upto);
+  st_.Bind(2, range_.upto);
   if (range.by_table) st_.Bind(3, range.table);
   return Status();
 }

@@ -76,22 +76,26 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
     }
   }
 
-  // UNIQUE indexes other than the primary key, on plain columns, not partial.
+  // UNIQUE indexes other than the primary key, on columns (generated ones
+  // included), partial or not; not on expressions. A partial index's WHERE
+  // is not evaluated: staging every row equal on the index columns is a
+  // superset of the conflicts, and only staged rows that really disappear
+  // are logged (see capture.cc).
   Stmt idx;
   CDC_RETURN_IF_ERROR(idx.Prepare(
-      db, "SELECT name FROM pragma_index_list(?1, 'main') WHERE \"unique\" AND origin <> 'pk' AND NOT partial ORDER BY seq"));
+      db, "SELECT name, partial FROM pragma_index_list(?1, 'main') WHERE \"unique\" AND origin <> 'pk' ORDER BY seq"));
   idx.Bind(1, out->name);
-  std::vector<std::string> names;
-  while ((rc = idx.Step()) == SQLITE_ROW) names.push_back(idx.Text(0));
+  std::vector<std::pair<std::string, bool>> names;
+  while ((rc = idx.Step()) == SQLITE_ROW) names.emplace_back(idx.Text(0), idx.Int(1) != 0);
   if (rc != SQLITE_DONE) return Status::FromDb(db, f);
-  for (auto& iname : names) {
+  for (auto& [iname, partial] : names) {
     Stmt ic;
     CDC_RETURN_IF_ERROR(ic.Prepare(
         db, "SELECT cid, name, coll FROM pragma_index_xinfo(?1, 'main') WHERE key ORDER BY seqno"));
     ic.Bind(1, iname);
     std::vector<int> key;
     std::vector<std::string> colls;
-    bool usable = true;
+    bool usable = true, on_generated = false;
     while ((rc = ic.Step()) == SQLITE_ROW) {
       if (ic.IsNull(1)) { usable = false; continue; }  // expression or rowid
       std::string cname = ic.Text(1);
@@ -99,7 +103,8 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
       for (size_t i = 0; i < out->columns.size(); i++) {
         if (out->columns[i] == cname) found = static_cast<int>(i);
       }
-      if (found < 0 || out->generated[static_cast<size_t>(found)]) usable = false;
+      if (found < 0) usable = false;
+      else on_generated |= out->generated[static_cast<size_t>(found)];
       key.push_back(found);
       colls.push_back(ic.IsNull(2) ? std::string("BINARY") : ic.Text(2));
     }
@@ -107,6 +112,9 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
     if (usable && !key.empty()) {
       out->uniques.push_back(key);
       out->unique_colls.push_back(colls);
+      // An UPDATE can make such a row conflict without setting the index
+      // columns (a partial index's WHERE columns, a generated column's inputs).
+      out->stage_every_update |= partial || on_generated;
     }
   }
   return Status();

@@ -36,8 +36,11 @@ enum Op : int { kOpCont = 0, kOpInsert = 1, kOpUpdate = 2, kOpDelete = 3, kOpBoo
 const char* OpName(int op);
 
 // Values one log row can hold, at most. Tables whose value sequence is longer
-// spill into continuation rows.
-constexpr int kMaxLogWidth = 1000;
+// spill into continuation rows. Widening the log is one ALTER TABLE ADD
+// COLUMN per column, each reparsing the schema (quadratic: 1000 columns took
+// 6 s), and every narrower table's rows pay a byte of padding per column; 256
+// keeps a 100-column table's INSERT in one row (and its UPDATE in two).
+constexpr int kMaxLogWidth = 256;
 
 struct TableInfo {
   std::string name;                  // as stored in sqlite_schema
@@ -47,9 +50,12 @@ struct TableInfo {
   std::vector<int> pk;               // WITHOUT ROWID: primary key columns
   std::string rowid;                 // rowid tables: an unshadowed rowid name
   // UNIQUE constraints other than the primary key whose conflicts a REPLACE
-  // resolves by deleting rows: plain column lists only.
+  // resolves by deleting rows: column lists (not expressions).
   std::vector<std::vector<int>> uniques;
   std::vector<std::vector<std::string>> unique_colls;  // per uniques entry: collations
+  // A UNIQUE index is partial or on a generated column: any UPDATE, not only
+  // one that sets its columns, may make a row conflict.
+  bool stage_every_update = false;
 };
 
 // Finds `name` in the main database and checks it can be captured: an

@@ -9,7 +9,7 @@
 //                   before the commit is visible to readers (the writer writes
 //                   its WAL frames, then publishes them in the -shm index), so
 //                   after every watch wake it re-checks on a short schedule
-//                   (Recheck) until a re-check finds nothing new.
+//                   (Recheck) until six re-checks in a row find nothing new.
 //   IntervalSignal  a timer: the backstop that makes a lost or early
 //                   notification cost at most one interval. Restarts after
 //                   every read, so an idle listener wakes once per interval.
@@ -62,12 +62,12 @@ class Signal {
 };
 
 // The short re-check schedule after a wake that may precede visibility:
-// 250 us, 1 ms, 4 ms, 16 ms, 64 ms after the wake, stopping at the first
-// re-check that finds nothing new once the schedule is spent; a re-check that
-// finds changes restarts it (more may be on their way).
+// re-checks 50 us, 250 us, 1 ms, 4 ms, 16 ms and 64 ms apart while they find
+// nothing, then stops; a re-check that finds changes restarts the schedule
+// (more may be on their way), and so does every new wake.
 class Recheck {
  public:
-  static constexpr int kSteps = 5;
+  static constexpr int kSteps = 6;
   static int64_t StepUs(int i);
   void Arm(int64_t now);
   int64_t deadline() const { return at_; }

@@ -2,6 +2,9 @@
 #include "util.h"
 
 #include <cmath>
+#include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <unordered_map>
 
 namespace cdc {
@@ -40,22 +43,56 @@ struct StmtCache::State {
 };
 
 namespace {
-thread_local StmtCache::State* t_cache = nullptr;
+
+// The live caches, found by connection. Not thread_local: a dlopen()ed
+// module's TLS outlives its dlclose() in the DTV, and LeakSanitizer crashes
+// scanning it. Never destroyed: listener threads may outlive exit().
+struct CacheList {
+  std::mutex mu;
+  std::vector<StmtCache::State*> live;
+  std::atomic<int> n{0};
+};
+CacheList& Caches() {
+  static CacheList* c = new CacheList;
+  return *c;
+}
+
+StmtCache::State* CacheFor(sqlite3* db) {
+  CacheList& c = Caches();
+  if (c.n.load(std::memory_order_acquire) == 0) return nullptr;  // no listener: no lock
+  std::lock_guard<std::mutex> g(c.mu);
+  for (auto* s : c.live) {
+    if (s->db == db) return s;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
-StmtCache::StmtCache(sqlite3* db) : state_(new State{db, {}}), prev_(t_cache) { t_cache = state_; }
+StmtCache::StmtCache(sqlite3* db) : state_(new State{db, {}}) {
+  CacheList& c = Caches();
+  std::lock_guard<std::mutex> g(c.mu);
+  c.live.push_back(state_);
+  c.n.fetch_add(1, std::memory_order_release);
+}
 
 StmtCache::~StmtCache() {
+  {
+    CacheList& c = Caches();
+    std::lock_guard<std::mutex> g(c.mu);
+    c.live.erase(std::find(c.live.begin(), c.live.end(), state_));
+    c.n.fetch_sub(1, std::memory_order_release);
+  }
   for (auto& kv : state_->idle) sqlite3_finalize(kv.second);
-  t_cache = prev_;
   delete state_;
 }
 
 void Stmt::Drop() {
-  if (s_ && cached_ && t_cache && sqlite3_db_handle(s_) == t_cache->db) {
+  StmtCache::State* cache = s_ && cached_ ? CacheFor(sqlite3_db_handle(s_)) : nullptr;
+  if (cache) {
     sqlite3_reset(s_);
     sqlite3_clear_bindings(s_);
-    t_cache->idle.emplace(sqlite3_sql(s_), s_);
+    cache->idle.emplace(sqlite3_sql(s_), s_);
   } else {
     sqlite3_finalize(s_);
   }
@@ -65,11 +102,11 @@ void Stmt::Drop() {
 
 Status Stmt::Prepare(sqlite3* db, const std::string& sql) {
   Drop();
-  if (t_cache && t_cache->db == db) {
-    auto it = t_cache->idle.find(sql);
-    if (it != t_cache->idle.end()) {
+  if (StmtCache::State* cache = CacheFor(db)) {
+    auto it = cache->idle.find(sql);
+    if (it != cache->idle.end()) {
       s_ = it->second;
-      t_cache->idle.erase(it);
+      cache->idle.erase(it);
     } else if (sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
                                   &s_, nullptr) != SQLITE_OK) {
       return Status::FromDb(db, "prepare");
@@ -91,7 +128,7 @@ std::string Stmt::Text(int i) const {
 }
 
 Status Exec(sqlite3* db, const std::string& sql) {
-  if (t_cache && t_cache->db == db && sql.find(';') == std::string::npos) {
+  if (sql.find(';') == std::string::npos && CacheFor(db)) {
     Stmt st;
     CDC_RETURN_IF_ERROR(st.Prepare(db, sql));
     int rc;
@@ -205,6 +242,12 @@ Status ArgInt(const char* fn, sqlite3_value** argv, int i, const char* what,
 Status RequireWritable(sqlite3* db, const char* fn) {
   if (sqlite3_db_readonly(db, "main") == 1) {
     return Status::Error(std::string(fn) + ": the database is read-only");
+  }
+  // PRAGMA query_only makes every write fail with SQLite's bare "attempt to
+  // write a readonly database"; say which call and why.
+  int64_t query_only = 0;
+  if (QueryInt(db, "PRAGMA query_only", &query_only).ok() && query_only) {
+    return Status::Error(std::string(fn) + ": the connection is read-only (PRAGMA query_only)");
   }
   return Status();
 }

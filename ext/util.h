@@ -112,11 +112,11 @@ class Stmt {
   bool cached_ = false;
 };
 
-// While a StmtCache for `db` is alive on a thread, the statements that
-// Stmt::Prepare and single-statement Exec prepare on `db` from that thread
-// are kept (reset) and reused instead of being parsed again. Only for
-// connections the extension owns (a listener's): statements left on a user's
-// connection would make sqlite3_close fail.
+// While a StmtCache for `db` is alive, the statements that Stmt::Prepare and
+// single-statement Exec prepare on `db` are kept (reset) and reused instead of
+// being parsed again. Only for a connection the extension owns and uses from
+// one thread (a listener's): statements left on a user's connection would
+// make sqlite3_close fail.
 class StmtCache {
  public:
   explicit StmtCache(sqlite3* db);
@@ -127,7 +127,6 @@ class StmtCache {
 
  private:
   State* state_;
-  State* prev_;
 };
 
 // Runs one or more statements that return no rows.

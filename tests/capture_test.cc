@@ -365,3 +365,67 @@ TEST(Capture, IdsIncreaseInCommitOrderAcrossConnectionsAndProcesses) {
   }
   EXPECT_EQ(got, expect);
 }
+
+// A captured table dropped and created again with the same columns has lost
+// its triggers: cdc_status must report it (not "no drift"), and cdc_setup
+// brings capture back.
+TEST(Capture, RecreatedTableWithoutTriggersIsReportedAsDrift) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, a); SELECT cdc_setup('t');"
+          "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, a); INSERT INTO t VALUES(1, 'lost')");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "1");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift_reason')"),
+            "capture triggers are missing; run cdc_setup again");
+  db.Exec("DROP TRIGGER IF EXISTS __cdc_1_insert; SELECT cdc_setup('t'); INSERT INTO t VALUES(2, 'kept')");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "0");
+  // A capture trigger dropped by hand is drift too.
+  db.Exec("DROP TRIGGER __cdc_1_update");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "1");
+  db.Exec("SELECT cdc_setup('t')");
+  EXPECT_EQ(Describe(PollAll(db)), (Lines{R"(t INSERT null {"id":2,"a":"kept"})"}));
+}
+
+// Foreign-key actions fire the child's triggers: cascaded changes are
+// captured, REPLACE deletions included.
+TEST(Capture, ForeignKeyCascades) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("PRAGMA foreign_keys = ON; CREATE TABLE p(id INTEGER PRIMARY KEY, u UNIQUE);"
+          "CREATE TABLE c(id INTEGER PRIMARY KEY, pid REFERENCES p(id) ON DELETE CASCADE ON UPDATE CASCADE);"
+          "SELECT cdc_setup('p'), cdc_setup('c');"
+          "INSERT INTO p VALUES(1, 'a'), (2, 'b'); INSERT INTO c VALUES(10, 1), (20, 2);"
+          "UPDATE p SET id = 5 WHERE id = 1; DELETE FROM p WHERE id = 2; INSERT OR REPLACE INTO p VALUES(7, 'a')");
+  auto evs = PollAll(db);
+  EXPECT_EQ(Describe(std::vector<Ev>(evs.begin() + 4, evs.end())),
+            (Lines{R"(c UPDATE {"id":10,"pid":1} {"id":10,"pid":5})", R"(p UPDATE {"id":1,"u":"a"} {"id":5,"u":"a"})",
+                   R"(c DELETE {"id":20,"pid":2} null)", R"(p DELETE {"id":2,"u":"b"} null)",
+                   R"(c DELETE {"id":10,"pid":5} null)", R"(p DELETE {"id":5,"u":"a"} null)",
+                   R"(p INSERT null {"id":7,"u":"a"})"}));
+}
+
+// SQLite fires the most recently created trigger first. A user AFTER trigger
+// created after cdc_setup that writes the same table runs before capture,
+// so its UPDATE would be logged before the INSERT that caused it (a replica
+// applying in id order ends with the stale INSERT image). cdc_status
+// reports it; cdc_setup again puts capture first.
+TEST(Capture, UserTriggersCreatedAfterSetup) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, n DEFAULT 0); SELECT cdc_setup('t');"
+          "CREATE TRIGGER bump AFTER INSERT ON t BEGIN UPDATE t SET n = n + 1 WHERE id = NEW.id; END;");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift_reason')"),
+            "triggers created after cdc_setup fire before capture; run cdc_setup again");
+  db.Exec("INSERT INTO t(id) VALUES(1)");
+  EXPECT_EQ(Describe(PollAll(db)), (Lines{R"(t UPDATE {"id":1,"n":0} {"id":1,"n":1})",
+                                          R"(t INSERT null {"id":1,"n":0})"}));  // out of order
+  db.Exec("SELECT cdc_setup('t')");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "0");
+  db.Exec("INSERT INTO t(id) VALUES(2)");
+  auto evs = PollAll(db);
+  EXPECT_EQ(Describe(std::vector<Ev>(evs.begin() + 2, evs.end())),
+            (Lines{R"(t INSERT null {"id":2,"n":0})", R"(t UPDATE {"id":2,"n":0} {"id":2,"n":1})"}));
+  // Triggers created before cdc_setup are no drift.
+  db.Exec("CREATE TABLE u(x); CREATE TRIGGER u_t AFTER INSERT ON u BEGIN SELECT 1; END; SELECT cdc_setup('u')");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[1].drift')"), "0");
+}

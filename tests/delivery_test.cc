@@ -172,28 +172,42 @@ TEST(Prune, IdsNeverReusedAfterEmptyingTheLog) {
 }
 
 // Events spread over continuation rows are never split by an ack or prune.
+// (40 columns: the log is 40 values wide, an UPDATE takes two rows.)
 TEST(Prune, ContinuationRowsStayWithTheirEvent) {
   TempDir tmp;
   Db db(tmp.File("t.db"));
   std::string sql = "CREATE TABLE w(id INTEGER PRIMARY KEY";
-  for (int i = 1; i < 1500; i++) sql += ", c" + std::to_string(i);
+  for (int i = 1; i < 40; i++) sql += ", c" + std::to_string(i);
   db.Exec(sql + "); SELECT cdc_setup('w'), cdc_consumer_add('c');"
-                "INSERT INTO w(id, c1499) VALUES(1, 'a'); UPDATE w SET c1499 = 'b'; UPDATE w SET c1 = 'x'");
-  // 2 rows for the INSERT, 3 per UPDATE (1000-value rows).
-  EXPECT_EQ(db.One("SELECT group_concat(op) FROM (SELECT op FROM __cdc_log ORDER BY id)"), "0,1,0,0,2,0,0,2");
+                "INSERT INTO w(id, c39) VALUES(1, 'a'); UPDATE w SET c39 = 'b'; UPDATE w SET c1 = 'x'");
+  // The layout follows the log's width: an event of n values takes
+  // ceil(n / width) rows, the last one being the event's own row.
+  const int width = std::stoi(db.One("SELECT count(*) - 4 FROM pragma_table_info('__cdc_log')"));
+  ASSERT_LT(width, 80);  // the UPDATEs span two rows or more
+  std::string ops;
+  std::vector<int64_t> event_ids;
+  int64_t id = 0;
+  for (auto [op, n] : {std::pair{1, 40}, {2, 80}, {2, 80}}) {
+    for (int r = (n + width - 1) / width; r > 1; r--) ops += std::string(ops.empty() ? "" : ",") + "0", id++;
+    ops += std::string(ops.empty() ? "" : ",") + std::to_string(op);
+    event_ids.push_back(++id);
+  }
+  EXPECT_EQ(db.One("SELECT group_concat(op) FROM (SELECT op FROM __cdc_log ORDER BY id)"), ops);
   // Acking an id inside an event's continuation rows floors to the event before.
-  EXPECT_EQ(db.One("SELECT cdc_ack('c', 4)"), "2");
-  EXPECT_EQ(db.One("SELECT min(id) FROM __cdc_log"), "3");
+  const int64_t inside = event_ids[1] - 1;
+  EXPECT_EQ(db.One("SELECT cdc_ack('c', " + std::to_string(inside) + ")"), std::to_string(event_ids[0]));
+  EXPECT_EQ(db.One("SELECT min(id) FROM __cdc_log"), std::to_string(event_ids[0] + 1));
   auto evs = Poll(db, "c");
   ASSERT_EQ(evs.size(), 2u);
-  EXPECT_EQ(evs[0].before["c1499"].s, "a");
-  EXPECT_EQ(evs[0].after["c1499"].s, "b");
+  EXPECT_EQ(evs[0].before["c39"].s, "a");
+  EXPECT_EQ(evs[0].after["c39"].s, "b");
   EXPECT_EQ(evs[1].after["c1"].s, "x");
-  EXPECT_EQ(evs[1].after.members.size(), 1500u);
-  EXPECT_EQ(db.One("SELECT count(*) FROM cdc_changes WHERE id > 2"), "2");
-  EXPECT_EQ(db.One("SELECT count(*) FROM cdc_changes WHERE id >= 4"), "2");
-  EXPECT_EQ(db.One("SELECT count(*) FROM cdc_changes WHERE id > 5"), "1");
-  EXPECT_EQ(db.One("SELECT json_extract(after, '$.c1499') FROM cdc_changes WHERE id = 8"), "b");
+  EXPECT_EQ(evs[1].after.members.size(), 40u);
+  auto count = [&](const std::string& where) { return db.One("SELECT count(*) FROM cdc_changes WHERE " + where); };
+  EXPECT_EQ(count("id > " + std::to_string(event_ids[0])), "2");
+  EXPECT_EQ(count("id >= " + std::to_string(inside)), "2");  // an id inside event 2's rows still yields it whole
+  EXPECT_EQ(count("id > " + std::to_string(inside + 1)), "1");
+  EXPECT_EQ(db.One("SELECT json_extract(after, '$.c39') FROM cdc_changes WHERE id = " + std::to_string(event_ids[2])), "b");
 }
 
 TEST(Status, ReportsTablesConsumersAndDrift) {
@@ -309,4 +323,45 @@ TEST(Changes, NotFromTriggersOrViews) {
   Fixture f(1);
   f.db.Exec("CREATE VIEW v AS SELECT id FROM cdc_changes");
   EXPECT_EQ(f.db.Error("SELECT * FROM v"), "unsafe use of virtual table \"cdc_changes\"");
+}
+
+// An application that writes to a captured table for each change it reads
+// (on the same connection) must not see its own new changes in the running
+// scan: the scan is a snapshot of the log as of its start, or it never ends.
+TEST(Changes, ScanDoesNotSeeChangesWrittenDuringIt) {
+  Fixture f(5);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(f.db.get(), "SELECT id FROM cdc_changes WHERE id > 0", -1, &st, nullptr), SQLITE_OK);
+  int seen = 0;
+  while (sqlite3_step(st) == SQLITE_ROW && seen < 100) {
+    seen++;
+    f.db.Exec("INSERT INTO t(v) VALUES('derived')");
+  }
+  sqlite3_finalize(st);
+  EXPECT_EQ(seen, 5);
+  EXPECT_EQ(f.db.One("SELECT count(*) FROM cdc_changes"), "10");
+}
+
+// The newest event is kept when everything is pruned (ids never reused). If
+// it spans continuation rows, those must be kept too: a consumer added later
+// with 'earliest', and cdc_changes, read it whole, never a truncated image.
+TEST(Prune, NewestEventIsKeptWhole) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  std::string sql = "CREATE TABLE w(id INTEGER PRIMARY KEY";
+  for (int i = 1; i < 40; i++) sql += ", c" + std::to_string(i);
+  db.Exec(sql + "); SELECT cdc_setup('w'), cdc_consumer_add('c');"
+                "INSERT INTO w(id, c1, c39) VALUES(1, 'a', 'z'); UPDATE w SET c1 = 'b'");
+  EXPECT_EQ(db.One("SELECT max(id) FROM __cdc_log"), "3");
+  EXPECT_EQ(db.One("SELECT cdc_ack('c', 3)"), "3");
+  EXPECT_EQ(db.One("SELECT group_concat(id) FROM __cdc_log"), "2,3");
+  db.Exec("SELECT cdc_consumer_add('late', 'earliest')");
+  auto evs = Poll(db, "late");
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].op, "UPDATE");
+  EXPECT_EQ(evs[0].before["c1"].s, "a");
+  EXPECT_EQ(evs[0].before["c39"].s, "z");
+  EXPECT_EQ(evs[0].after["id"].i, 1);
+  EXPECT_EQ(evs[0].after["c1"].s, "b");
+  EXPECT_EQ(db.One("SELECT json_extract(before, '$.c1') FROM cdc_changes"), "a");
 }

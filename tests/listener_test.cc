@@ -280,6 +280,22 @@ TEST(Listener, RollbackJournalModeWithWatchOnly) {
   EXPECT_EQ(r.Ids(), Range(1, 5));
 }
 
+TEST(Listener, WorksOnTheRegisteringConnectionsNonDefaultVfs) {
+  // unix-dotfile locks with a lock file: a listener on the default VFS would
+  // not see the writer's locks. Rollback-journal mode (no shared memory).
+  TempDir tmp;
+  Recorder r;
+  std::string uri = "file:" + tmp.File("t.db") + "?vfs=unix-dotfile";
+  Db db(uri);
+  Prepare(db, "c", /*wal=*/false);
+  ASSERT_EQ(Listen(db, "c", &r), "");
+  Db other(uri, false);
+  for (int i = 1; i <= 5; i++) other.Exec("INSERT INTO t(v) VALUES(" + std::to_string(i) + ")");
+  ASSERT_TRUE(Eventually([&] { return r.Count() >= 5; }));
+  EXPECT_EQ(r.Ids(), Range(1, 5));
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
 TEST(Listener, ArgumentErrors) {
   TempDir tmp;
   Db db(tmp.File("t.db"));
@@ -496,6 +512,12 @@ TEST(Wait, ArgumentErrors) {
   EXPECT_EQ(db.Error("SELECT cdc_wait('c', NULL)"), "cdc_wait: timeout_ms must not be NULL");
   EXPECT_EQ(db.Error("SELECT cdc_wait(NULL, 1)"), "cdc_wait: consumer name must not be NULL");
   EXPECT_EQ(db.Error("SELECT cdc_wait('c')"), "wrong number of arguments to function cdc_wait()");
+  // SQLITE_DIRECTONLY: not from views or triggers.
+  db.Exec("CREATE VIEW w1 AS SELECT cdc_wait('c', 0) AS n; CREATE VIEW w2 AS SELECT cdc_unlisten('c') AS n;"
+          "CREATE VIEW w3 AS SELECT cdc_listen('c', 'abs') AS n");
+  EXPECT_EQ(db.Error("SELECT n FROM w1"), "unsafe use of cdc_wait()");
+  EXPECT_EQ(db.Error("SELECT n FROM w2"), "unsafe use of cdc_unlisten()");
+  EXPECT_EQ(db.Error("SELECT n FROM w3"), "unsafe use of cdc_listen()");
   // Huge timeouts are accepted (capped at one day); a pending change returns at once.
   db.Exec("INSERT INTO t(v) VALUES(1)");
   EXPECT_EQ(db.One("SELECT cdc_wait('c', 9223372036854775807)"), "1");

@@ -74,7 +74,11 @@ def migrate_under_writes(path, name, first):
                          stdout=subprocess.PIPE, text=True)
     ids = [int(w.stdout.readline()) for _ in range(50)]
     migrate(path, name)
-    ids += [int(w.stdout.readline()) for _ in range(50)]
+    # Lines already in the pipe were committed before the migration; go on
+    # until the writer has committed 50 rows after it.
+    done = sqlite3.connect(path, timeout=30).execute("SELECT max(id) FROM orders").fetchone()[0]
+    while not ids or ids[-1] < done + 50:
+        ids.append(int(w.stdout.readline()))
     open(stop, "w").close()
     ids += [int(l) for l in w.stdout]
     assert w.wait(GUARD) == 0

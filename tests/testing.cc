@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 namespace cdctest {
@@ -23,8 +24,9 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
-  std::string cmd = "rm -rf '" + path_ + "'";
-  if (system(cmd.c_str()) != 0) fprintf(stderr, "could not remove %s\n", path_.c_str());
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+  if (ec) fprintf(stderr, "could not remove %s: %s\n", path_.c_str(), ec.message().c_str());
 }
 
 Db::Db(const std::string& path, bool load, int flags) {
@@ -108,7 +110,11 @@ std::string Shell(const std::string& db, const std::string& input, bool load) {
     if (load) f << ".load " << ExtensionPath() << "\n";
     f << input;
   }
-  std::string cmd = std::string(CDC_SQLITE3_SHELL) + " -batch '" + db + "' < '" + in + "' 2>&1";
+  // Under the sanitizers cdc.so is instrumented and the shell is not: the
+  // Makefile passes the sanitizer runtime to preload into it.
+  const char* preload = getenv("CDC_CHILD_PRELOAD");
+  std::string cmd = (load && preload && *preload ? "LD_PRELOAD='" + std::string(preload) + "' " : std::string()) +
+                    std::string(CDC_SQLITE3_SHELL) + " -batch '" + db + "' < '" + in + "' 2>&1";
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return "popen failed";

@@ -8,8 +8,8 @@
 // the named consumer (cdc_consumer_add is idempotent, so a restart resumes
 // after the last ack), then loops: cdc_poll a batch, write one line per event,
 // flush stdout, and only when the flush succeeded cdc_ack the batch's last id.
-// With nothing pending it blocks in cdc_wait (when the loaded extension has
-// it) or sleeps briefly, in slices short enough to notice a stop promptly.
+// With nothing pending it blocks in cdc_wait, in slices short enough to
+// notice a stop promptly.
 //
 // Delivery is at least once: a crash (or SIGKILL) between the flush and the
 // ack re-sends that one batch after a restart, nothing else. SIGINT / SIGTERM
@@ -63,7 +63,6 @@ const char kUsage[] =
     "      --from WHERE      earliest (default) or latest: where a new consumer starts\n"
     "  -b, --batch N         events per poll and per ack (default 256)\n"
     "      --once            write what is pending, then exit (don't wait)\n"
-    "      --wait-ms N       longest single wait for new changes (default 1000)\n"
     "      --extension PATH  sqlite-cdc extension to load (default: $CDC_EXTENSION,\n"
     "                        else cdc.so beside this program, else\n"
     "                        " CDC_RELATIVE_EXTENSION ".so from it, else\n"
@@ -80,7 +79,6 @@ struct Options {
   std::string from = "earliest";
   std::string extension;
   int64_t batch = 256;
-  int64_t wait_ms = 1000;
   bool once = false;
   bool progress = false;
 };
@@ -116,8 +114,6 @@ Options ParseArgs(int argc, char** argv) {
       if (o.from != "earliest" && o.from != "latest") UsageError("--from is earliest or latest");
     } else if (a == "-b" || a == "--batch") {
       o.batch = ParsePositive("--batch", value("--batch"));
-    } else if (a == "--wait-ms") {
-      o.wait_ms = ParsePositive("--wait-ms", value("--wait-ms"));
     } else if (a == "--extension") {
       o.extension = value("--extension");
     } else if (a == "--once") {
@@ -169,6 +165,16 @@ class Stream {
       return Fail("cannot open " + o.db);
     }
     sqlite3_busy_timeout(db_, 10000);
+    // This connection only commits acks: in WAL mode an ack lost to a power
+    // cut means a batch delivered again, which at-least-once allows, so it
+    // need not wait for fsync (in rollback-journal mode NORMAL is not as
+    // safe, so it stays as it is).
+    sqlite3_stmt* jm = nullptr;
+    if (!Prepare("PRAGMA journal_mode", &jm)) return false;
+    bool wal = sqlite3_step(jm) == SQLITE_ROW &&
+               sqlite3_stricmp(reinterpret_cast<const char*>(sqlite3_column_text(jm, 0)), "wal") == 0;
+    sqlite3_finalize(jm);
+    if (wal) sqlite3_exec(db_, "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
     sqlite3_enable_load_extension(db_, 1);
     std::string ext = FindExtension(o);
     char* err = nullptr;
@@ -190,13 +196,8 @@ class Stream {
     sqlite3_bind_text(poll_, 1, o.consumer.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(poll_, 2, o.batch);
     sqlite3_bind_text(ack_, 1, o.consumer.c_str(), -1, SQLITE_TRANSIENT);
-    // cdc_wait blocks until a change commits; without it, sleep and re-poll.
-    sqlite3_stmt* has = nullptr;
-    if (!Prepare("SELECT count(*) FROM pragma_function_list WHERE name = 'cdc_wait'", &has)) return false;
-    bool have_wait = sqlite3_step(has) == SQLITE_ROW && sqlite3_column_int(has, 0) > 0;
-    sqlite3_finalize(has);
-    if (have_wait && !Prepare("SELECT cdc_wait(?1, ?2)", &wait_)) return false;
-    if (wait_) sqlite3_bind_text(wait_, 1, o.consumer.c_str(), -1, SQLITE_TRANSIENT);
+    if (!Prepare("SELECT cdc_wait(?1, ?2)", &wait_)) return false;
+    sqlite3_bind_text(wait_, 1, o.consumer.c_str(), -1, SQLITE_TRANSIENT);
     if (o.progress &&
         !Prepare("SELECT json_extract(value, '$.position'), json_extract(value, '$.pending'), "
                  "json_extract(value, '$.lag_ms') FROM json_each(cdc_status(), '$.consumers') "
@@ -211,7 +212,6 @@ class Stream {
   // One poll: the events of the next batch, each as its own JSON text.
   bool Poll(std::vector<std::string>* events, int64_t* last_id) {
     events->clear();
-    if (!wait_) DataVersionChanged();  // baseline for Wait's fallback
     int rc = sqlite3_step(poll_);
     if (rc != SQLITE_ROW) {
       sqlite3_reset(poll_);
@@ -232,19 +232,12 @@ class Stream {
     return rc == SQLITE_ROW || Fail("cdc_ack");
   }
 
-  // Waits at most `ms` for a change (or a stop signal).
+  // Waits at most `ms` for a change to commit (cdc_wait).
   bool Wait(int64_t ms) {
-    if (wait_) {
-      sqlite3_bind_int64(wait_, 2, ms);
-      int rc = sqlite3_step(wait_);
-      sqlite3_reset(wait_);
-      return rc == SQLITE_ROW || Fail("cdc_wait");
-    }
-    for (int64_t slept = 0; slept < ms && !g_stop; slept += 20) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      if (DataVersionChanged()) break;
-    }
-    return true;
+    sqlite3_bind_int64(wait_, 2, ms);
+    int rc = sqlite3_step(wait_);
+    sqlite3_reset(wait_);
+    return rc == SQLITE_ROW || Fail("cdc_wait");
   }
 
   void Progress(int64_t delivered, double seconds) {
@@ -284,15 +277,6 @@ class Stream {
   bool Fail(const std::string& what) {
     fprintf(stderr, "cdc-stream: %s: %s\n", what.c_str(), db_ ? sqlite3_errmsg(db_) : "out of memory");
     return false;
-  }
-
-  bool DataVersionChanged() {
-    int v = 0;
-    sqlite3_file_control(db_, "main", SQLITE_FCNTL_DATA_VERSION, &v);
-    bool changed = seen_version_ && v != data_version_;
-    data_version_ = v;
-    seen_version_ = true;
-    return changed;
   }
 
   // Splits the JSON array text cdc_poll returns into its elements (objects
@@ -336,8 +320,6 @@ class Stream {
   sqlite3_stmt* ack_ = nullptr;
   sqlite3_stmt* wait_ = nullptr;
   sqlite3_stmt* status_ = nullptr;
-  int data_version_ = 0;
-  bool seen_version_ = false;
 };
 
 // True when stdout is a pipe whose reader has gone (checked while idle, so
@@ -377,7 +359,7 @@ int main(int argc, char** argv) {
   auto last_progress = started - std::chrono::seconds(1);
   int64_t delivered = 0;
   int status = 0;
-  const int64_t slice = std::min<int64_t>(o.wait_ms, 250);  // how soon a stop is noticed
+  const int64_t slice = 250;  // ms in cdc_wait at a time: how soon a stop is noticed
   std::vector<std::string> events;
   while (!g_stop) {
     int64_t last_id = 0;

@@ -11,6 +11,7 @@ mkdir -p "$dir"
 cd "$dir"
 tgz=$(ls better-sqlite3-*.tgz 2>/dev/null | tail -n 1 || true)
 if [ -z "$tgz" ]; then
+  command -v npm >/dev/null || { echo "npm is needed to fetch $pkg (Debian: apt-get install npm)" >&2; exit 1; }
   tgz=$(npm pack --silent "$pkg" | tail -n 1)
 fi
 if [ "$(cat sqlite3/FROM 2>/dev/null)" != "$tgz" ]; then

@@ -4,12 +4,44 @@
 
 #include <sqlite3.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "json_reader.h"
 
 namespace cdcjson {
+
+// TEXT as events carry it: JSON cannot hold bytes that are not UTF-8, so the
+// extension writes U+FFFD for each such byte (README, "Decisions"). Table
+// values are compared with replayed events in that form.
+inline std::string AsEventText(const std::string& s) {
+  std::string out;
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size(), i = 0;
+  while (i < n) {
+    unsigned char c = p[i];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    uint32_t cp = len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; k++) {
+      ok = (p[i + k] & 0xC0) == 0x80;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (ok && len > 1) {
+      ok = !((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+             (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF);
+    }
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      i++;
+    }
+  }
+  return out;
+}
 
 inline SqlValue ColumnValue(sqlite3_stmt* st, int i) {
   SqlValue v;
@@ -19,7 +51,7 @@ inline SqlValue ColumnValue(sqlite3_stmt* st, int i) {
     case SQLITE_TEXT: {
       v.type = SqlValue::kText;
       const char* p = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
-      v.bytes.assign(p, static_cast<size_t>(sqlite3_column_bytes(st, i)));
+      v.bytes = AsEventText(std::string(p, static_cast<size_t>(sqlite3_column_bytes(st, i))));
       break;
     }
     case SQLITE_BLOB: {

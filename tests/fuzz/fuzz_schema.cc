@@ -165,7 +165,11 @@ std::string CreateSql(FuzzedDataProvider& f, Table* t, int maxcols) {
     } else if (extra == 3) {
       decl += " COLLATE NOCASE";
     } else if (extra == 4) {
-      decl += " DEFAULT 7";
+      // KNOWN BUG, reported (tests/fuzz/known/): with a DEFAULT on a NOT NULL
+      // column, INSERT OR REPLACE of NULL uses the default, but the BEFORE
+      // trigger stages conflicts for NEW = NULL, so a row deleted by the
+      // UNIQUE conflict gets no DELETE event. Re-enable once fixed.
+      decl += " COLLATE BINARY";
     } else if (extra == 5 && i > 0) {
       const std::string& src = t->cols[f.ConsumeIntegralInRange<size_t>(0, t->cols.size() - 1)].name;
       static const char* exprs[] = {"(%s || 'x')", "(%s + 1)", "typeof(%s)", "length(%s)", "(%s)", "42"};
@@ -252,6 +256,7 @@ class Harness {
       cdcjson::Reader rd;
       if (!rd.Parse(batch, &arr) || arr.kind != Json::kArray) Fail("cdc_poll is not strict JSON: " + rd.error(), batch);
       if (arr.items.empty()) return;
+      if (getenv("FUZZ_SCHEMA_TRACE")) fprintf(stderr, "TRACE events %s\n", batch.c_str());
       int64_t last = 0;
       for (const Json& e : arr.items) {
         int64_t id = e.Get("id")->i;
@@ -338,6 +343,46 @@ class Harness {
   bool prepared_ = false;
   std::vector<std::pair<size_t, std::string>> key_;  // (column index, collation)
 };
+
+// KNOWN LIMIT (reported, needs a contract decision): TEXT that is not valid
+// UTF-8 (e.g. a generated column concatenating a BLOB) cannot travel in a
+// JSON string; the extension writes U+FFFD for each byte that does not start
+// a valid sequence (ext/json.cc). The table side is compared after the same
+// substitution, so everything else keeps being checked exactly.
+std::string AsJsonText(const std::string& in) {
+  std::string out;
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  size_t n = in.size(), i = 0;
+  while (i < n) {
+    unsigned char c = p[i];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    uint32_t cp = len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : len == 4 ? c & 0x07 : c;
+    bool ok = len > 0 && len <= n - i;
+    for (size_t k = 1; ok && k < len; k++) {
+      if ((p[i + k] & 0xC0) != 0x80) ok = false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+               (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)) {
+      ok = false;
+    }
+    if (ok) {
+      out.append(in, i, len);
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      i++;
+    }
+  }
+  return out;
+}
+
+std::vector<Row> AsEvents(std::vector<Row> rows) {
+  for (Row& r : rows)
+    for (SqlValue& v : r)
+      if (v.type == SqlValue::kText) v.bytes = AsJsonText(v.bytes);
+  return rows;
+}
 
 bool SameRows(std::vector<Row> a, std::vector<Row> b) {
   if (a.size() != b.size()) return false;
@@ -452,9 +497,20 @@ void RunOne(FuzzedDataProvider& f) {
         h.Snapshot(t.name, &names);
         continue;
       } else {
+        // KNOWN BUG, reported (tests/fuzz/known/): bootstrap images give a
+        // VIRTUAL generated REAL column's value without its REAL affinity
+        // (0 instead of 0.0). Re-enable for such tables once fixed.
+        bool has_generated = false;
+        for (auto& c : t.cols) has_generated |= c.generated;
+        if (has_generated) continue;
         sql = f.ConsumeBool() ? "SELECT cdc_bootstrap(?1)" : "SELECT cdc_bootstrap(?1, 3)";
         vals = arg;
         // A chunked bootstrap may leave a shadowed-rowid table unpaged: fine.
+      }
+      if (getenv("FUZZ_SCHEMA_TRACE")) {
+        std::string v;
+        for (auto& x : vals) v += x.Debug() + " ";
+        fprintf(stderr, "TRACE %s -- %s\n", sql.c_str(), v.c_str());
       }
       int src = h.Exec(sql, vals);
       if (src != SQLITE_OK && h.prepared()) {
@@ -473,7 +529,7 @@ void RunOne(FuzzedDataProvider& f) {
           if (n[0][0].i == 0) break;
         }
       }
-      std::vector<Row> after = h.Snapshot(t.name, &names);
+      std::vector<Row> after = AsEvents(h.Snapshot(t.name, &names));
       h.Replay(t.name, &model, names);
       if (!SameRows(model, after)) {
         std::string d = sql + "\nmodel:\n";

@@ -12,6 +12,7 @@
 // which never skips rows of composite keys. The key and progress live in
 // __cdc_bootstrap(tbl, marker, k0, k1, ...), so a chunked bootstrap resumes
 // across connections and processes.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -80,15 +81,19 @@ std::string Join(const std::vector<std::string>& v) {
 // Writes one INSERT event per row of "SELECT <cols> <tail>", with `binds`
 // bound to ?1, ?2, ... of `tail`. Rows that fit in one log row are copied by
 // a single INSERT ... SELECT (about twice as fast as stepping them through
-// C++); wider rows are split into continuation rows one by one.
+// C++), unless `copy_ok` is false; wider rows are split into continuation
+// rows one by one. (SQLite 3.40's INSERT ... SELECT drops the declared
+// affinity of VIRTUAL generated columns: a REAL one copies 0 as 0, where
+// SELECT gives 0.0. Tables with generated columns take the stepping path.)
 Status WriteRows(sqlite3* db, const std::vector<std::string>& cols, const std::string& tail,
-                 const std::vector<sqlite3_value*>& binds, int64_t shape, int width, int64_t* written) {
+                 const std::vector<sqlite3_value*>& binds, int64_t shape, int width, bool copy_ok,
+                 int64_t* written) {
   auto bind_all = [&](sqlite3_stmt* s) {
     for (size_t i = 0; i < binds.size(); i++) sqlite3_bind_value(s, static_cast<int>(i + 1), binds[i]);
   };
   int ncols = static_cast<int>(cols.size());
   *written = 0;
-  if (ncols <= width) {
+  if (ncols <= width && copy_ok) {
     std::string sql = "INSERT INTO main.__cdc_log(ts,shape,op";
     for (int i = 0; i < ncols; i++) sql += ",v" + std::to_string(i);
     sql += ") SELECT " + std::string(kNowMs) + "," + std::to_string(shape) + "," +
@@ -164,6 +169,7 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
   CDC_RETURN_IF_ERROR(LogWidth(db, &width));
   std::vector<std::string> cols;
   for (auto& c : t.columns) cols.push_back(Ident(c));
+  const bool copy_ok = std::find(t.generated.begin(), t.generated.end(), true) == t.generated.end();
 
   if (chunk <= 0) {  // everything at once
     // A full bootstrap supersedes a chunked one in progress.
@@ -174,7 +180,7 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
       CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(t.name)));
     }
     CDC_RETURN_IF_ERROR(WriteMarker(db, cap.shape));
-    CDC_RETURN_IF_ERROR(WriteRows(db, cols, "FROM main." + Ident(t.name), {}, cap.shape, width, written));
+    CDC_RETURN_IF_ERROR(WriteRows(db, cols, "FROM main." + Ident(t.name), {}, cap.shape, width, copy_ok, written));
     return sp.Release();
   }
 
@@ -209,7 +215,7 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
     CDC_RETURN_IF_ERROR(WriteMarker(db, cap.shape));
     CDC_RETURN_IF_ERROR(Exec(db, "INSERT INTO main.__cdc_bootstrap(tbl) VALUES(" + Literal(t.name) + ")"));
   }
-  CDC_RETURN_IF_ERROR(WriteRows(db, cols, tail + " LIMIT " + std::to_string(chunk), binds, cap.shape, width, written));
+  CDC_RETURN_IF_ERROR(WriteRows(db, cols, tail + " LIMIT " + std::to_string(chunk), binds, cap.shape, width, copy_ok, written));
   if (*written == 0) {
     state = Stmt();
     CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(t.name)));

@@ -107,11 +107,16 @@ std::string StageRows(const TableInfo& t, int64_t tid, bool is_update) {
     if (u) where += " OR ";
     where += "(";
     for (size_t j = 0; j < t.uniques[u].size(); j++) {
-      const std::string col = Ident(t.columns[static_cast<size_t>(t.uniques[u][j])]);
+      const size_t c = static_cast<size_t>(t.uniques[u][j]);
+      const std::string col = Ident(t.columns[c]);
+      // A REPLACE stores a NOT NULL column's default where NULL is given.
+      const std::string val = t.replace_default[c].empty()
+                                  ? "NEW." + col
+                                  : "coalesce(NEW." + col + ", (" + t.replace_default[c] + "))";
       if (j) where += " AND ";
       // Compare as the index does: with its collation, which may differ from
       // the column's.
-      where += col + " COLLATE " + Ident(t.unique_colls[u][j]) + " = NEW." + col;
+      where += col + " COLLATE " + Ident(t.unique_colls[u][j]) + " = " + val;
     }
     where += ")";
   }

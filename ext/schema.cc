@@ -54,13 +54,15 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
 
   Stmt cols;
   CDC_RETURN_IF_ERROR(cols.Prepare(
-      db, "SELECT name, hidden, pk FROM pragma_table_xinfo(?1, 'main') WHERE hidden IN (0, 2, 3) ORDER BY cid"));
+      db, "SELECT name, hidden, pk, \"notnull\", dflt_value FROM pragma_table_xinfo(?1, 'main') "
+          "WHERE hidden IN (0, 2, 3) ORDER BY cid"));
   cols.Bind(1, out->name);
   std::vector<std::pair<int, int>> pkpos;  // (pk order, column index)
   while ((rc = cols.Step()) == SQLITE_ROW) {
     int idx = static_cast<int>(out->columns.size());
     out->columns.push_back(cols.Text(0));
     out->generated.push_back(cols.Int(1) != 0);
+    out->replace_default.push_back(cols.Int(3) && !cols.IsNull(4) ? cols.Text(4) : std::string());
     if (cols.Int(2) > 0) pkpos.emplace_back(static_cast<int>(cols.Int(2)), idx);
   }
   if (rc != SQLITE_DONE) return Status::FromDb(db, f);

@@ -47,6 +47,9 @@ struct TableInfo {
   bool without_rowid = false;
   std::vector<std::string> columns;  // what SELECT * returns, in order
   std::vector<bool> generated;       // per column: a generated column
+  // Per column: its DEFAULT expression when it is NOT NULL (a REPLACE stores
+  // that default where NULL is inserted), else empty.
+  std::vector<std::string> replace_default;
   std::vector<int> pk;               // WITHOUT ROWID: primary key columns
   std::string rowid;                 // rowid tables: an unshadowed rowid name
   // UNIQUE constraints other than the primary key whose conflicts a REPLACE

@@ -326,3 +326,17 @@ TEST_P(ReplayReplica, ReplicaEqualsTable) {
   // Everything acked: the log is pruned to its newest row.
   EXPECT_EQ(db.One("SELECT count(*) FROM __cdc_log"), "1");
 }
+
+// SQLite 3.40's INSERT ... SELECT drops a VIRTUAL generated column's declared
+// affinity; the bootstrap's events must carry the value SELECT gives.
+// (Found by fuzz_schema: bootstrap-virtual-generated-real.)
+TEST(Bootstrap, VirtualGeneratedColumnKeepsItsAffinity) {
+  cdctest::TempDir tmp;
+  cdctest::Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE t(x NUMERIC PRIMARY KEY, g REAL GENERATED ALWAYS AS (x) VIRTUAL);"
+          "INSERT INTO t(x) VALUES(0); SELECT cdc_setup('t'), cdc_consumer_add('c');"
+          "SELECT cdc_bootstrap('t'); SELECT cdc_bootstrap('t', 5); SELECT cdc_bootstrap('t', 5)");
+  EXPECT_EQ(db.Rows("SELECT op, after FROM cdc_changes('c')"),
+            (std::vector<std::string>{"BOOTSTRAP|NULL", R"(INSERT|{"x":0,"g":0.0})", "BOOTSTRAP|NULL",
+                                      R"(INSERT|{"x":0,"g":0.0})"}));
+}

@@ -281,3 +281,17 @@ TEST(ReplaceStage, ExpressionIndexGap) {
   EXPECT_EQ(Describe(std::vector<cdctest::Ev>(evs.begin() + 2, evs.end())),
             (Lines{R"(e DELETE {"id":2,"u":"x"} null)", R"(e INSERT null {"id":3,"u":"x"})"}));
 }
+
+// REPLACE stores a NOT NULL column's DEFAULT where NULL is inserted, after
+// the BEFORE trigger saw NULL: the stage compares with the default instead.
+// (Found by fuzz_schema: tests/fuzz/known/replace-null-into-not-null-default-unique.)
+TEST_P(Replace, NullIntoNotNullDefaultUnique) {
+  db().Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, code TEXT NOT NULL DEFAULT 'k' UNIQUE); SELECT cdc_setup('t')");
+  w().Exec("INSERT INTO t VALUES(1, 'k'); INSERT OR REPLACE INTO t VALUES(2, NULL);"
+           "UPDATE OR REPLACE t SET code = NULL WHERE id = 2");
+  EXPECT_EQ(Events(), (Lines{R"(t INSERT null {"id":1,"code":"k"})",
+                             R"(t DELETE {"id":1,"code":"k"} null)",
+                             R"(t INSERT null {"id":2,"code":"k"})",
+                             R"(t UPDATE {"id":2,"code":"k"} {"id":2,"code":"k"})"}));
+  EXPECT_EQ(db().One("SELECT group_concat(id || code) FROM t"), "2k");
+}

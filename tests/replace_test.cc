@@ -284,7 +284,7 @@ TEST(ReplaceStage, ExpressionIndexGap) {
 
 // REPLACE stores a NOT NULL column's DEFAULT where NULL is inserted, after
 // the BEFORE trigger saw NULL: the stage compares with the default instead.
-// (Found by fuzz_schema: tests/fuzz/known/replace-null-into-not-null-default-unique.)
+// (Found by fuzz_schema.)
 TEST_P(Replace, NullIntoNotNullDefaultUnique) {
   db().Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, code TEXT NOT NULL DEFAULT 'k' UNIQUE); SELECT cdc_setup('t')");
   w().Exec("INSERT INTO t VALUES(1, 'k'); INSERT OR REPLACE INTO t VALUES(2, NULL);"

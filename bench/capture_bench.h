@@ -4,4 +4,5 @@ namespace cdcbench {
 enum class CaptureOp { kInsertTx, kUpdateTx, kDeleteTx, kInsertAuto };
 void RegisterCaptureBenchmarks();
 void RegisterDeliveryBenchmarks();
+void RegisterListenerBenchmarks();  // listener_bench.cc
 }  // namespace cdcbench

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("quick", cdcbench::QuickMode() ? "1" : "0");
   cdcbench::RegisterCaptureBenchmarks();
   cdcbench::RegisterDeliveryBenchmarks();
+  cdcbench::RegisterListenerBenchmarks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

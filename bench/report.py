@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs cdc_bench with interleaved repetitions and prints one markdown table.
+"""Runs cdc_bench with interleaved repetitions and prints the markdown tables
+(capture ratios; delivery; listener figures, listener_bench.cc).
 
 Usage: report.py PATH/TO/cdc_bench [extra --benchmark_* flags]
 Env:   CDC_BENCH_QUICK=1   smoke run (fewer iterations and repetitions)
@@ -116,7 +117,38 @@ def main():
             v = [r[key] for r in find(name)]
             print("| %s | %s (%s–%s) | ≥ %s | %s |" % (label, rate(v), rate([min(v)]), rate([max(v)]),
                                                       rate([tgt]), "yes" if statistics.median(v) >= tgt else "**no**"))
+    listener_table(find, ctx)
     return 0
+
+
+def listener_table(find, ctx):
+    """listener_bench.cc: one run each, absolute figures against the targets."""
+    lat, idle, drain = find("listener/latency"), find("listener/idle_cpu"), find("listener/drain")
+    if not (lat or idle or drain):
+        return
+    print()
+    print("| listener (cdc_listen, C callback) | measured | target | met |")
+    print("|---|---|---|---|")
+
+    def row(label, val, fmt, tgt, ok):
+        print("| %s | %s | %s | %s |" % (label, fmt % val, tgt, "–" if ok is None else "yes" if ok else "**no**"))
+
+    if lat:
+        r = lat[0]
+        what = "commit → callback from another process, %d commits 2 ms apart" % r["changes"]
+        row(what + ": p50", r["p50_us"], "%.0f µs", "≤ 150 µs", r["p50_us"] <= 150)
+        row(what + ": p99", r["p99_us"], "%.0f µs", "≤ 1000 µs", r["p99_us"] <= 1000)
+        row(what + ": max", r["max_us"], "%.0f µs", "–", None)
+    if idle:
+        r = idle[0]
+        row("idle CPU, default signals, %.0f s (process CPU ÷ wall)" % (r["real_time"] / 1000), r["cpu_pct"],
+            "%.2f %% of a core", "< 1 %", r["cpu_pct"] < 1)
+    if drain:
+        r = drain[0]
+        row("drain backlog of %s, 6 cols, batch 1000" % ctx.get("backlog", "?"), r["changes_s"] / 1e3,
+            "%.0fk changes/s", "≥ 700k/s", r["changes_s"] >= 700e3)
+        row("resident memory growth during that drain", r["rss_growth_mb"], "%.1f MB", "≤ 20 MB",
+            r["rss_growth_mb"] <= 20)
 
 
 if __name__ == "__main__":

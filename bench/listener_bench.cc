@@ -1,0 +1,278 @@
+// listener_bench.cc — absolute figures of cdc_listen with a C callback
+// (include/cdc.h), each on a file database in WAL, synchronous=NORMAL:
+//
+//   listener/latency   commit -> callback latency from another process: a
+//                      separate executable (cdc_latency_writer, spawned with
+//                      posix_spawn) makes N single-row autocommit INSERTs
+//                      (1000; 500 in quick mode) 2 ms apart, binding
+//                      CLOCK_MONOTONIC ns just before each commit; the callback
+//                      (default options) subtracts it from its own clock.
+//                      p50/p99/max in us.
+//   listener/idle_cpu  a listener with default signals on an idle database:
+//                      process CPU time (getrusage RUSAGE_SELF) / wall over 5 s
+//                      (2 s in quick mode), in % of one core.
+//   listener/drain     a backlog of N changes (CDC_BENCH_BACKLOG; 1,000,000,
+//                      100,000 in quick mode) on a 6-column table, drained by
+//                      cdc_listen {"batch":1000} until the consumer's acked
+//                      position reaches the last id. changes/s, and the growth
+//                      of resident memory during the drain (peak of VmHWM after
+//                      a clear_refs reset and of VmRSS sampled every 2 ms,
+//                      minus VmRSS at the start) in MB.
+// Each runs once per `make bench` (setup untimed).
+#include <benchmark/benchmark.h>
+
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "capture_bench.h"
+#include "cdc.h"
+#include "workload.h"
+
+extern char** environ;
+
+namespace cdcbench {
+namespace {
+
+int64_t MonoNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+void Listen(Db& db, const char* consumer, cdc_callback_fn fn, void* user, const char* options) {
+  char* err = nullptr;
+  if (cdc_listen(db.get(), consumer, fn, user, nullptr, options, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "?";
+    sqlite3_free(err);
+    Die("cdc_listen: " + msg);
+  }
+}
+
+void Unlisten(Db& db, const char* consumer) {
+  char* err = nullptr;
+  if (cdc_unlisten(db.get(), consumer, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "?";
+    sqlite3_free(err);
+    Die("cdc_unlisten: " + msg);
+  }
+}
+
+// Waits (up to `timeout_s`) until pred() holds under `mu`; false on timeout.
+template <typename Pred>
+bool WaitFor(std::mutex& mu, std::condition_variable& cv, double timeout_s, Pred pred) {
+  std::unique_lock<std::mutex> lock(mu);
+  return cv.wait_for(lock, std::chrono::duration<double>(timeout_s), pred);
+}
+
+// ---- latency ---------------------------------------------------------------
+
+struct Latency {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int64_t> ns;  // one per change, in delivery order
+  int64_t bad = 0;          // changes without a readable t0
+};
+
+int OnLatency(void* user, const cdc_change* c, int n) {
+  const int64_t now = MonoNs();
+  auto* l = static_cast<Latency*>(user);
+  std::lock_guard<std::mutex> lock(l->mu);
+  for (int i = 0; i < n; i++) {
+    const char* p = c[i].after ? std::strstr(c[i].after, "\"t0\":") : nullptr;
+    if (!p) {
+      l->bad++;
+      continue;
+    }
+    l->ns.push_back(now - std::strtoll(p + 5, nullptr, 10));
+  }
+  l->cv.notify_all();
+  return 0;
+}
+
+double Percentile(std::vector<int64_t> v, double q) {
+  std::sort(v.begin(), v.end());
+  size_t k = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  return static_cast<double>(v[std::min(k, v.size() - 1)]);
+}
+
+void BM_Latency(benchmark::State& state) {
+  const int count = QuickMode() ? 500 : 1000;
+  const int spacing_us = 2000;
+  for (auto _ : state) {
+    TempDir dir;
+    const std::string path = dir.File("lat.db");
+    Db db(path);
+    db.Exec("CREATE TABLE lat(id INTEGER PRIMARY KEY, t0 INTEGER NOT NULL); SELECT cdc_setup('lat');"
+            "SELECT cdc_consumer_add('l')");
+    Latency l;
+    l.ns.reserve(count);
+    Listen(db, "l", OnLatency, &l, nullptr);
+
+    const std::string writer = CDC_LATENCY_WRITER;
+    const std::string n = std::to_string(count), sp = std::to_string(spacing_us);
+    char* argv[] = {const_cast<char*>(writer.c_str()), const_cast<char*>(path.c_str()),
+                    const_cast<char*>(n.c_str()), const_cast<char*>(sp.c_str()), nullptr};
+    pid_t pid;
+    auto t0 = Clock::now();
+    if (posix_spawn(&pid, writer.c_str(), nullptr, nullptr, argv, environ) != 0) Die("spawn " + writer);
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      Die("latency writer failed");
+    }
+    if (!WaitFor(l.mu, l.cv, 30, [&] { return static_cast<int64_t>(l.ns.size()) + l.bad >= count; })) {
+      Die("listener delivered " + std::to_string(l.ns.size()) + " of " + n + " changes in 30 s");
+    }
+    double secs = Seconds(t0, Clock::now());
+    Unlisten(db, "l");
+    if (l.bad) Die(std::to_string(l.bad) + " changes without t0");
+    state.SetIterationTime(secs);
+    state.counters["changes"] = static_cast<double>(l.ns.size());
+    state.counters["p50_us"] = Percentile(l.ns, 0.50) / 1e3;
+    state.counters["p99_us"] = Percentile(l.ns, 0.99) / 1e3;
+    state.counters["max_us"] = static_cast<double>(*std::max_element(l.ns.begin(), l.ns.end())) / 1e3;
+  }
+}
+
+// ---- idle CPU --------------------------------------------------------------
+
+int OnNothing(void*, const cdc_change*, int) { return 0; }
+
+double CpuSeconds() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+void BM_IdleCpu(benchmark::State& state) {
+  const double idle_s = QuickMode() ? 2 : 5;
+  for (auto _ : state) {
+    TempDir dir;
+    Db db(dir.File("idle.db"));
+    db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); SELECT cdc_setup('t'); SELECT cdc_consumer_add('c');"
+            "INSERT INTO t(v) VALUES('x')");
+    Listen(db, "c", OnNothing, nullptr, nullptr);
+    // Let it start, deliver the one change and finish its re-checks.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const double cpu0 = CpuSeconds();
+    auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(idle_s));
+    const double cpu = CpuSeconds() - cpu0;
+    const double wall = Seconds(t0, Clock::now());
+    Unlisten(db, "c");
+    state.SetIterationTime(wall);
+    state.counters["cpu_pct"] = 100.0 * cpu / wall;
+    state.counters["cpu_ms"] = cpu * 1e3;
+  }
+}
+
+// ---- backlog drain ---------------------------------------------------------
+
+int64_t BacklogRows() { return EnvInt("CDC_BENCH_BACKLOG", QuickMode() ? 100000 : 1000000); }
+
+// A line "KEY:   N kB" of /proc/self/status, in bytes (0 if missing).
+int64_t ProcStatusBytes(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t klen = std::strlen(key);
+  while (std::getline(f, line)) {
+    if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ':') {
+      return std::atoll(line.c_str() + klen + 1) * 1024;
+    }
+  }
+  return 0;
+}
+
+struct Drain {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t last_id = 0;
+  int64_t changes = 0;
+  int64_t bytes = 0;  // of after images, so the callback reads what it gets
+};
+
+int OnDrain(void* user, const cdc_change* c, int n) {
+  int64_t bytes = 0;
+  for (int i = 0; i < n; i++) bytes += c[i].after ? static_cast<int64_t>(std::strlen(c[i].after)) : 0;
+  auto* d = static_cast<Drain*>(user);
+  std::lock_guard<std::mutex> lock(d->mu);
+  d->changes += n;
+  d->bytes += bytes;
+  d->last_id = c[n - 1].id;
+  d->cv.notify_all();
+  return 0;
+}
+
+void BM_Drain(benchmark::State& state) {
+  const int64_t n = BacklogRows();
+  for (auto _ : state) {
+    TempDir dir;
+    Side side(dir.File("drain.db"), kOurs, 6);  // prefilled rows are not captured
+    side.db.Exec("SELECT cdc_consumer_add('c')");
+    side.InsertRows(n);
+    side.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    const int64_t last = side.db.Int("SELECT max(id) FROM __cdc_log");
+    Stmt position(side.db.get(), "SELECT json_extract(cdc_status(), '$.consumers[0].position')");
+
+    {  // reset VmHWM to the current RSS (Linux >= 4.0); the sampler covers its absence
+      std::ofstream clear("/proc/self/clear_refs");
+      clear << "5";
+    }
+    const int64_t rss0 = ProcStatusBytes("VmRSS");
+    std::atomic<bool> stop{false};
+    int64_t rss_peak = rss0;
+    std::thread sampler([&] {
+      while (!stop.load()) {
+        rss_peak = std::max(rss_peak, ProcStatusBytes("VmRSS"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    });
+
+    Drain d;
+    auto t0 = Clock::now();
+    Listen(side.db, "c", OnDrain, &d, "{\"batch\":1000}");
+    if (!WaitFor(d.mu, d.cv, 300, [&] { return d.last_id >= last; })) Die("drain did not finish in 300 s");
+    for (;;) {  // the ack of the last batch
+      if (sqlite3_step(position.get()) != SQLITE_ROW) Die(sqlite3_errmsg(side.db.get()));
+      const int64_t pos = sqlite3_column_int64(position.get(), 0);
+      sqlite3_reset(position.get());
+      if (pos >= last) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    const double secs = Seconds(t0, Clock::now());
+    stop = true;
+    sampler.join();
+    const int64_t hwm = ProcStatusBytes("VmHWM");
+    Unlisten(side.db, "c");
+    if (d.changes < n) Die("drain delivered " + std::to_string(d.changes) + " of " + std::to_string(n));
+    state.SetIterationTime(secs);
+    state.counters["changes_s"] = static_cast<double>(d.changes) / secs;
+    state.counters["rss_growth_mb"] = static_cast<double>(std::max(rss_peak, hwm) - rss0) / (1024.0 * 1024.0);
+    state.counters["rss_start_mb"] = static_cast<double>(rss0) / (1024.0 * 1024.0);
+  }
+}
+
+}  // namespace
+
+void RegisterListenerBenchmarks() {
+  for (auto [name, fn] : {std::pair{"listener/latency", BM_Latency}, std::pair{"listener/idle_cpu", BM_IdleCpu},
+                          std::pair{"listener/drain", BM_Drain}}) {
+    benchmark::RegisterBenchmark(name, fn)->Iterations(1)->Repetitions(1)->UseManualTime()->Unit(
+        benchmark::kMillisecond);
+  }
+}
+
+}  // namespace cdcbench

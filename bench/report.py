@@ -139,6 +139,11 @@ def listener_table(find, ctx):
         row(what + ": p50", r["p50_us"], "%.0f µs", "≤ 150 µs", r["p50_us"] <= 150)
         row(what + ": p99", r["p99_us"], "%.0f µs", "≤ 1000 µs", r["p99_us"] <= 1000)
         row(what + ": max", r["max_us"], "%.0f µs", "–", None)
+        if "writer_stmt_p50_us" in r:
+            print("| of which the writer's own INSERT+commit (t0 .. end of step): p50 / p99 | %.0f / %.0f µs | – | – |" %
+                  (r["writer_stmt_p50_us"], r["writer_stmt_p99_us"]))
+            print("| listener wakes by source: watch / recheck / interval / commit | %d / %d / %d / %d | – | – |" %
+                  tuple(r.get("wakes_" + k, 0) for k in ("watch", "recheck", "interval", "commit")))
     if idle:
         r = idle[0]
         row("idle CPU, default signals, %.0f s (process CPU ÷ wall)" % (r["real_time"] / 1000), r["cpu_pct"],

@@ -140,7 +140,7 @@ def listener_table(find, ctx):
         row(what + ": p99", r["p99_us"], "%.0f µs", "≤ 1000 µs", r["p99_us"] <= 1000)
         row(what + ": max", r["max_us"], "%.0f µs", "–", None)
         if "writer_stmt_p50_us" in r:
-            print("| of which the writer's own INSERT+commit (t0 .. end of step): p50 / p99 | %.0f / %.0f µs | – | – |" %
+            print("| writer's own INSERT+commit statement (t0 .. end of step; not a strict part of the above): p50 / p99 | %.0f / %.0f µs | – | – |" %
                   (r["writer_stmt_p50_us"], r["writer_stmt_p99_us"]))
             print("| listener wakes by source: watch / recheck / interval / commit | %d / %d / %d / %d | – | – |" %
                   tuple(r.get("wakes_" + k, 0) for k in ("watch", "recheck", "interval", "commit")))

@@ -161,7 +161,6 @@ Status EnsureStateTable(sqlite3* db, size_t nkey) {
 Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t chunk, int64_t* written) {
   Savepoint sp(db, "cdc_bootstrap");
   CDC_RETURN_IF_ERROR(sp.Begin());
-  if (InternalTablesExist(db)) CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_log"));
   Captured cap;
   CDC_RETURN_IF_ERROR(LoadCaptured(db, fn, table, &cap));
   const TableInfo& t = cap.t;

@@ -277,10 +277,10 @@ std::string CaptureSql(const TableInfo& t, int64_t tid, int64_t shape, int width
 }
 
 Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
-  // Write first, read after: holding the write lock, the schema read below
-  // cannot go stale before the triggers are written.
+  // The caller's Savepoint holds the write lock (BEGIN IMMEDIATE in
+  // autocommit), so the schema read below cannot go stale before the
+  // triggers are written.
   CDC_RETURN_IF_ERROR(EnsureInternalTables(db));
-  CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_tables"));
   TableInfo t;
   CDC_RETURN_IF_ERROR(InspectTable(db, fn, table, &t));
 
@@ -329,7 +329,6 @@ Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
   if (!InternalTablesExist(db)) {
     return Status::Error(std::string(fn) + ": table " + Literal(table) + " is not captured");
   }
-  CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_tables"));
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT id, name FROM main.__cdc_tables WHERE name = ?1 COLLATE NOCASE"));
   st.Bind(1, table);

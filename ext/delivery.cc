@@ -18,14 +18,15 @@ std::string NoConsumer(const char* fn, const std::string& name) {
          " (add it with SELECT cdc_consumer_add(" + Literal(name) + "))";
 }
 
-const char kNowSql[] = "SELECT CAST((julianday('now')-2440587.5)*86400000 AS INTEGER)";
 
 }  // namespace
 
 Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, int64_t* pos) {
-  if (!InternalTablesExist(db)) return Status::Error(NoConsumer(fn, name));
   Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1"));
+  // The hot path of poll, ack and wait: prepare first, and look at the schema
+  // only to explain a failure (no internal tables yet = no such consumer).
+  Status prep = st.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1");
+  if (!prep.ok()) return InternalTablesExist(db) ? prep : Status::Error(NoConsumer(fn, name));
   st.Bind(1, name);
   int rc = st.Step();
   if (rc == SQLITE_DONE) return Status::Error(NoConsumer(fn, name));
@@ -60,8 +61,7 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   if (id <= cur) return Status();
   Savepoint sp(db, "cdc_ack");
   CDC_RETURN_IF_ERROR(sp.Begin());
-  CDC_RETURN_IF_ERROR(LockForWrite(db, "__cdc_consumers"));
-  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));  // again, under the lock
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));  // again, in the write transaction
   if (id <= cur) return sp.Release();
   int64_t newest = 0;
   CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
@@ -75,8 +75,8 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   if (floor <= cur) return sp.Release();
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
-      db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = (") + kNowSql +
-              ") WHERE name = ?2"));
+      db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = ") + kNowMs +
+              " WHERE name = ?2"));
   st.Bind(1, floor);
   st.Bind(2, name);
   if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
@@ -128,7 +128,6 @@ void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     Savepoint sp(db, "cdc_consumer_add");
     st = sp.Begin();
     if (st.ok()) st = EnsureInternalTables(db);
-    if (st.ok()) st = LockForWrite(db, "__cdc_consumers");
     if (st.ok()) {
       Stmt q;
       st = q.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1");
@@ -147,7 +146,7 @@ void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
           Stmt ins;
           if (st.ok()) {
             st = ins.Prepare(db, std::string("INSERT INTO main.__cdc_consumers(name, pos, created_ms) "
-                                             "VALUES(?1, ?2, (") + kNowSql + "))");
+                                             "VALUES(?1, ?2, ") + kNowMs + ")");
           }
           if (st.ok()) {
             ins.Bind(1, name);
@@ -174,7 +173,6 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
   if (st.ok()) {
     Savepoint sp(db, "cdc_consumer_drop");
     st = sp.Begin();
-    if (st.ok()) st = LockForWrite(db, "__cdc_consumers");
     Stmt del;
     if (st.ok()) st = del.Prepare(db, "DELETE FROM main.__cdc_consumers WHERE name = ?1");
     if (st.ok()) {
@@ -223,7 +221,7 @@ namespace {
 
 Status StatusJson(sqlite3* db, std::string* out) {
   int64_t now = 0;
-  CDC_RETURN_IF_ERROR(QueryInt(db, kNowSql, &now));
+  CDC_RETURN_IF_ERROR(QueryInt(db, std::string("SELECT ") + kNowMs, &now));
   out->assign("{\"version\":\"" CDC_VERSION_STRING "\"");
   if (!InternalTablesExist(db)) {
     out->append(",\"log_rows\":0,\"last_id\":0,\"tables\":[],\"consumers\":[],\"listeners\":");

@@ -193,10 +193,6 @@ Status Savepoint::Release() {
   return Status();
 }
 
-Status LockForWrite(sqlite3* db, const char* table) {
-  return Exec(db, std::string("DELETE FROM main.") + Ident(table) + " WHERE 0");
-}
-
 void ResultError(sqlite3_context* ctx, const Status& st) {
   sqlite3_result_error(ctx, st.message().c_str(), static_cast<int>(st.message().size()));
 }

@@ -157,12 +157,6 @@ class Savepoint {
   bool own_txn_ = false;  // Begin() opened the transaction (BEGIN IMMEDIATE)
 };
 
-// Takes the database's write lock now (a write statement that changes
-// nothing), so the reads that follow in the same transaction cannot be
-// invalidated by another connection's commit (SQLITE_BUSY_SNAPSHOT) and
-// waiting goes through the busy handler. `table` must exist in main.
-Status LockForWrite(sqlite3* db, const char* table);
-
 // Reports a Status as the SQL function's result error.
 void ResultError(sqlite3_context* ctx, const Status& st);
 

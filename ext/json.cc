@@ -40,30 +40,32 @@ void JsonString(std::string* out, const char* s, size_t n) {
   out->push_back('"');
   size_t i = 0;
   while (i < n) {
-    unsigned char c = p[i];
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      out->push_back(static_cast<char>(c));
-      i++;
-      continue;
+    // Copy the longest run of bytes that need no escaping in one append.
+    size_t run = i;
+    while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') run++;
+    if (run > i) {
+      out->append(s + i, run - i);
+      i = run;
+      if (i == n) break;
     }
+    unsigned char c = p[i];
     switch (c) {
-      case '"': out->append("\\\""); i++; continue;
-      case '\\': out->append("\\\\"); i++; continue;
-      case '\n': out->append("\\n"); i++; continue;
-      case '\r': out->append("\\r"); i++; continue;
-      case '\t': out->append("\\t"); i++; continue;
+      case '"': out->append("\\\"", 2); i++; continue;
+      case '\\': out->append("\\\\", 2); i++; continue;
+      case '\n': out->append("\\n", 2); i++; continue;
+      case '\r': out->append("\\r", 2); i++; continue;
+      case '\t': out->append("\\t", 2); i++; continue;
       default: break;
     }
     if (c < 0x20) {
-      out->append("\\u00");
-      out->push_back(kHex[c >> 4]);
-      out->push_back(kHex[c & 15]);
+      char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+      out->append(esc, 6);
       i++;
       continue;
     }
     size_t len = Utf8Len(p + i, n - i);
     if (len == 0) {
-      out->append("\xEF\xBF\xBD");  // U+FFFD for a byte that is not UTF-8
+      out->append("\xEF\xBF\xBD", 3);  // U+FFFD for a byte that is not UTF-8
       i++;
     } else {
       out->append(s + i, len);
@@ -76,25 +78,36 @@ void JsonString(std::string* out, const char* s, size_t n) {
 void JsonInt(std::string* out, int64_t v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, r.ptr);
+  out->append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
 void JsonDouble(std::string* out, double v) {
   if (std::isnan(v)) {  // SQLite stores NaN as NULL; kept for safety
-    out->append("null");
+    out->append("null", 4);
     return;
   }
   if (std::isinf(v)) {
-    out->append(v > 0 ? "9e999" : "-9e999");
+    if (v > 0) out->append("9e999", 5);
+    else out->append("-9e999", 6);
     return;
   }
   char buf[40];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip form
-  std::string_view s(buf, static_cast<size_t>(r.ptr - buf));
-  out->append(s);
+  auto r = std::to_chars(buf, buf + sizeof buf - 2, v);  // shortest round-trip form
+  char* end = r.ptr;
   // "1" would read back as an integer; keep REALs recognisable as numbers
   // with a fraction or exponent so consumers can tell 1 from 1.0.
-  if (s.find_first_of(".eE") == std::string_view::npos) out->append(".0");
+  bool has_mark = false;
+  for (const char* q = buf; q < end; q++) {
+    if (*q == '.' || *q == 'e') {
+      has_mark = true;
+      break;
+    }
+  }
+  if (!has_mark) {
+    *end++ = '.';
+    *end++ = '0';
+  }
+  out->append(buf, static_cast<size_t>(end - buf));
 }
 
 void JsonBlob(std::string* out, const void* p, size_t n) {
@@ -129,7 +142,7 @@ void JsonValue(std::string* out, sqlite3_value* v) {
       break;
     }
     default:
-      out->append("null");
+      out->append("null", 4);
   }
 }
 

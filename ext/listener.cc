@@ -255,9 +255,9 @@ Status ParseOptions(sqlite3* db, sqlite3_value* v, Options* o) {
 // --- the listener thread ---------------------------------------------------
 
 // Calls the C callback with the batch.
-Status CallC(Listener* l, const std::vector<Event>& batch) {
-  std::vector<cdc_change> arr(batch.size());
-  for (size_t i = 0; i < batch.size(); i++) {
+Status CallC(Listener* l, const Event* batch, size_t n) {
+  std::vector<cdc_change> arr(n);
+  for (size_t i = 0; i < n; i++) {
     const Event& e = batch[i];
     arr[i].id = e.id;
     arr[i].ts = e.ts;
@@ -268,7 +268,7 @@ Status CallC(Listener* l, const std::vector<Event>& batch) {
   }
   int rc;
   try {
-    rc = l->cb.fn(l->cb.user_data, arr.data(), static_cast<int>(arr.size()));
+    rc = l->cb.fn(l->cb.user_data, arr.data(), static_cast<int>(n));
   } catch (...) {
     return Status::Error("callback threw an exception");
   }
@@ -278,9 +278,9 @@ Status CallC(Listener* l, const std::vector<Event>& batch) {
 
 // Calls the SQL function through the registering connection. *stopped is set
 // when the listener was stopped while waiting for that connection.
-Status CallSql(Listener* l, const std::vector<Event>& batch, bool* stopped) {
+Status CallSql(Listener* l, const Event* batch, size_t n, bool* stopped) {
   std::string json = "[";
-  for (size_t i = 0; i < batch.size(); i++) {
+  for (size_t i = 0; i < n; i++) {
     if (i) json.push_back(',');
     EventJson(&json, batch[i]);
   }
@@ -316,17 +316,17 @@ Status CallSql(Listener* l, const std::vector<Event>& batch, bool* stopped) {
 }
 
 // Delivers one batch, retrying until it is handled. False when stopped first.
-bool Deliver(Listener* l, const std::vector<Event>& batch) {
+bool Deliver(Listener* l, const Event* batch, size_t n) {
   for (int attempt = 0;; attempt++) {
     if (l->stop.IsSet()) return false;
     SetState(l, "delivering");
     bool stopped = false;
-    Status st = l->sql_callback ? CallSql(l, batch, &stopped) : CallC(l, batch);
+    Status st = l->sql_callback ? CallSql(l, batch, n, &stopped) : CallC(l, batch, n);
     if (stopped) return false;
     if (st.ok()) {
       std::lock_guard<std::mutex> g(l->mu);
       l->batches++;
-      l->changes += batch.size();
+      l->changes += n;
       return true;
     }
     NoteError(l, st.message(), true);
@@ -351,7 +351,10 @@ bool Ack(Listener* l, int64_t id) {
 
 // Reads and delivers batches until a read finds nothing or the listener stops.
 Status Drain(Listener* l, bool* found) {
-  std::vector<Event> batch;
+  // Events are built in place in `slots`, whose strings keep their storage
+  // from batch to batch: a steady drain allocates nothing per event.
+  std::vector<Event> slots;
+  size_t count = 0;
   while (!l->stop.IsSet()) {
     SetState(l, "reading");
     int64_t pos = 0;
@@ -363,15 +366,22 @@ Status Drain(Listener* l, bool* found) {
     ReadRange r;
     r.after = pos;
     r.limit = l->opt.batch;
-    batch.clear();
-    CDC_RETURN_IF_ERROR(ReadEvents(l->db, r, [&](const Event& e) {
-      batch.push_back(e);
-      return true;
-    }));
-    if (batch.empty()) return Status();
+    count = 0;
+    {
+      LogCursor cur;
+      CDC_RETURN_IF_ERROR(cur.Open(l->db, r));
+      for (;;) {
+        if (count == slots.size()) slots.emplace_back();
+        bool have = false;
+        CDC_RETURN_IF_ERROR(cur.Next(&have, &slots[count]));
+        if (!have) break;
+        count++;
+      }
+    }
+    if (count == 0) return Status();
     *found = true;
-    if (!Deliver(l, batch)) return Status();
-    if (!Ack(l, batch.back().id)) return Status();
+    if (!Deliver(l, slots.data(), count)) return Status();
+    if (!Ack(l, slots[count - 1].id)) return Status();
   }
   return Status();
 }

@@ -49,8 +49,9 @@ Status LogCursor::LoadShape(int64_t id, const Shape** out) {
   while ((rc = st.Step()) == SQLITE_ROW) {
     found = true;
     shape.table = st.Text(0);
-    std::string key;
+    std::string key(shape.keys.empty() ? "{" : ",");
     JsonString(&key, st.Text(1));
+    key.push_back(':');
     shape.keys.push_back(std::move(key));
   }
   if (rc != SQLITE_DONE) return Status::FromDb(db_, "read shapes");
@@ -64,14 +65,15 @@ namespace {
 void Image(std::string* out, const std::vector<std::string>& keys,
            const std::vector<sqlite3_value*>& seq, size_t from) {
   out->clear();
-  out->push_back('{');
+  if (keys.empty()) {
+    out->append("{}", 2);
+    return;
+  }
   for (size_t i = 0; i < keys.size(); i++) {
-    if (i) out->push_back(',');
-    out->append(keys[i]);
-    out->push_back(':');
+    out->append(keys[i]);  // '{' or ',', then "name":
     size_t at = from + i;
     if (at < seq.size() && seq[at]) JsonValue(out, seq[at]);
-    else out->append("null");
+    else out->append("null", 4);
   }
   out->push_back('}');
 }
@@ -115,8 +117,9 @@ Status LogCursor::Open(sqlite3* db, const ReadRange& range) {
   return Status();
 }
 
-Status LogCursor::Next(bool* have) {
+Status LogCursor::Next(bool* have, Event* into) {
   *have = false;
+  Event& ev = into ? *into : e_;
   if (!st_ || emitted_ >= range_.limit) return Status();
   int rc;
   while ((rc = st_.Step()) == SQLITE_ROW) {
@@ -143,21 +146,21 @@ Status LogCursor::Next(bool* have) {
       if (it != shapes_.end()) shape_ = &it->second;
       else CDC_RETURN_IF_ERROR(LoadShape(sid, &shape_));
       shape_id_ = sid;
-      e_.table = shape_->table;
     }
+    if (ev.table != shape_->table) ev.table = shape_->table;
     const Shape* shape = shape_;
-    e_.id = id;
-    e_.ts = sqlite3_column_int64(s, 1);
-    e_.op = op;
+    ev.id = id;
+    ev.ts = sqlite3_column_int64(s, 1);
+    ev.op = op;
     size_t n = shape->keys.size();
     // Only the values the event uses; the rest of the row is padding.
     size_t want = op == kOpUpdate ? 2 * n : (op == kOpBootstrap ? 0 : n);
     seq_.assign(cont_.begin(), cont_.end());
     for (int c = 4; c < ncol && seq_.size() < want; c++) seq_.push_back(sqlite3_column_value(s, c));
-    e_.has_before = op == kOpUpdate || op == kOpDelete;
-    e_.has_after = op == kOpUpdate || op == kOpInsert;
-    if (e_.has_before) Image(&e_.before, shape->keys, seq_, 0);
-    if (e_.has_after) Image(&e_.after, shape->keys, seq_, op == kOpUpdate ? n : 0);
+    ev.has_before = op == kOpUpdate || op == kOpDelete;
+    ev.has_after = op == kOpUpdate || op == kOpInsert;
+    if (ev.has_before) Image(&ev.before, shape->keys, seq_, 0);
+    if (ev.has_after) Image(&ev.after, shape->keys, seq_, op == kOpUpdate ? n : 0);
     ClearCont();
     emitted_++;
     *have = true;

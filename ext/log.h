@@ -43,8 +43,10 @@ struct ReadRange {
 class LogCursor {
  public:
   Status Open(sqlite3* db, const ReadRange& range);
-  // Moves to the next event; *have is false at the end of the range.
-  Status Next(bool* have);
+  // Moves to the next event; *have is false at the end of the range. The
+  // event is built in `into` when given (reusing its strings' storage),
+  // else in event().
+  Status Next(bool* have, Event* into = nullptr);
   const Event& event() const { return e_; }
   void Close();
   ~LogCursor() { Close(); }
@@ -52,7 +54,9 @@ class LogCursor {
  private:
   struct Shape {
     std::string table;
-    std::vector<std::string> keys;  // JSON-encoded column names
+    // Per column, what precedes its value in an image: '{' for the first
+    // column, ',' for the others, then the JSON-encoded name and ':'.
+    std::vector<std::string> keys;
   };
   Status LoadShape(int64_t id, const Shape** out);
   void ClearCont();

@@ -7,7 +7,14 @@
 //                      (1000; 500 in quick mode) 2 ms apart, binding
 //                      CLOCK_MONOTONIC ns just before each commit; the callback
 //                      (default options) subtracts it from its own clock.
-//                      p50/p99/max in us.
+//                      p50/p99/max in us; also from the writer's commit hook
+//                      (the start of its commit) to the callback. When the
+//                      machine has 2 or more CPUs, the writer and this process
+//                      are pinned to different CPUs, as they would run on a
+//                      server with spare cores: otherwise the scheduler may put
+//                      both on one CPU, and the latency then measures which of
+//                      them it runs first.
+//   listener/latency_shared  the same, unpinned (placement left to the kernel).
 //   listener/idle_cpu  a listener with default signals on an idle database:
 //                      process CPU time (getrusage RUSAGE_SELF) / wall over 5 s
 //                      (2 s in quick mode), in % of one core.
@@ -21,6 +28,7 @@
 // Each runs once per `make bench` (setup untimed).
 #include <benchmark/benchmark.h>
 
+#include <sched.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -33,6 +41,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -83,6 +92,7 @@ struct Latency {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<int64_t> ns;  // one per change, in delivery order
+  std::vector<std::pair<int64_t, int64_t>> t0_at;  // (t0, callback time) per change
   int64_t bad = 0;          // changes without a readable t0
 };
 
@@ -96,7 +106,9 @@ int OnLatency(void* user, const cdc_change* c, int n) {
       l->bad++;
       continue;
     }
-    l->ns.push_back(now - std::strtoll(p + 5, nullptr, 10));
+    const int64_t t0 = std::strtoll(p + 5, nullptr, 10);
+    l->ns.push_back(now - t0);
+    l->t0_at.emplace_back(t0, now);
   }
   l->cv.notify_all();
   return 0;
@@ -108,10 +120,41 @@ double Percentile(std::vector<int64_t> v, double q) {
   return static_cast<double>(v[std::min(k, v.size() - 1)]);
 }
 
-void BM_Latency(benchmark::State& state) {
+// The CPUs this process may run on.
+std::vector<int> AllowedCpus() {
+  cpu_set_t set;
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; c++) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+// Pins this process's threads created from now on (and the calling thread)
+// to `cpus`; returns the previous set.
+cpu_set_t PinTo(const std::vector<int>& cpus) {
+  cpu_set_t old, set;
+  sched_getaffinity(0, sizeof old, &old);
+  CPU_ZERO(&set);
+  for (int c : cpus) CPU_SET(c, &set);
+  sched_setaffinity(0, sizeof set, &set);
+  return old;
+}
+
+void RunLatency(benchmark::State& state, bool pin) {
   const int count = QuickMode() ? 500 : 1000;
   const int spacing_us = 2000;
+  const std::vector<int> cpus = AllowedCpus();
+  pin = pin && cpus.size() >= 2;
+  state.counters["pinned"] = pin ? 1 : 0;
   for (auto _ : state) {
+    cpu_set_t saved;
+    if (pin) {
+      // The writer gets the first CPU, the listener (and this thread) the rest.
+      saved = PinTo(std::vector<int>(cpus.begin() + 1, cpus.end()));
+      setenv("CDC_WRITER_CPU", std::to_string(cpus[0]).c_str(), 1);
+    }
     TempDir dir;
     const std::string path = dir.File("lat.db");
     Db db(path);
@@ -144,10 +187,35 @@ void BM_Latency(benchmark::State& state) {
           db.Int(std::string("SELECT json_extract(cdc_status(), '$.listeners[0].wakes.") + src + "')"));
     }
     Unlisten(db, "l");
-    double w50 = 0, w99 = 0;
-    std::ifstream(out) >> w50 >> w99;
+    if (pin) {
+      sched_setaffinity(0, sizeof saved, &saved);
+      unsetenv("CDC_WRITER_CPU");
+    }
+    double w50 = 0, w99 = 0, busy = 0;
+    std::ifstream wf(out);
+    wf >> w50 >> w99 >> busy;
     state.counters["writer_stmt_p50_us"] = w50;  // t0 .. end of the committing step, in the writer
     state.counters["writer_stmt_p99_us"] = w99;
+    state.counters["writer_busy"] = busy;  // commits that waited for the write lock
+    // From the writer's commit hook (the start of its commit) to the
+    // callback; and from the end of the writer's step, which comes after the
+    // commit is visible (a lower bound of the listener's own share).
+    std::map<int64_t, std::pair<int64_t, int64_t>> writer_times;
+    for (int64_t a, b, c; wf >> a >> b >> c;) writer_times[a] = {b, c};
+    std::vector<int64_t> from_commit, after_step;
+    for (const auto& [t0, at] : l.t0_at) {
+      auto it = writer_times.find(t0);
+      if (it == writer_times.end()) continue;
+      from_commit.push_back(at - it->second.first);
+      after_step.push_back(at - it->second.second);
+    }
+    if (from_commit.size() != l.t0_at.size()) Die("writer times missing for some changes");
+    state.counters["commit_p50_us"] = Percentile(from_commit, 0.50) / 1e3;
+    state.counters["commit_p99_us"] = Percentile(from_commit, 0.99) / 1e3;
+    state.counters["commit_max_us"] =
+        static_cast<double>(*std::max_element(from_commit.begin(), from_commit.end())) / 1e3;
+    state.counters["after_step_p50_us"] = Percentile(after_step, 0.50) / 1e3;
+    state.counters["after_step_p99_us"] = Percentile(after_step, 0.99) / 1e3;
     if (l.bad) Die(std::to_string(l.bad) + " changes without t0");
     state.SetIterationTime(secs);
     state.counters["changes"] = static_cast<double>(l.ns.size());
@@ -156,6 +224,9 @@ void BM_Latency(benchmark::State& state) {
     state.counters["max_us"] = static_cast<double>(*std::max_element(l.ns.begin(), l.ns.end())) / 1e3;
   }
 }
+
+void BM_Latency(benchmark::State& state) { RunLatency(state, true); }
+void BM_LatencyShared(benchmark::State& state) { RunLatency(state, false); }
 
 // ---- idle CPU --------------------------------------------------------------
 
@@ -279,7 +350,8 @@ void BM_Drain(benchmark::State& state) {
 }  // namespace
 
 void RegisterListenerBenchmarks() {
-  for (auto [name, fn] : {std::pair{"listener/latency", BM_Latency}, std::pair{"listener/idle_cpu", BM_IdleCpu},
+  for (auto [name, fn] : {std::pair{"listener/latency", BM_Latency}, std::pair{"listener/latency_shared", BM_LatencyShared},
+                          std::pair{"listener/idle_cpu", BM_IdleCpu},
                           std::pair{"listener/drain", BM_Drain}}) {
     benchmark::RegisterBenchmark(name, fn)->Iterations(1)->Repetitions(1)->UseManualTime()->Unit(
         benchmark::kMillisecond);

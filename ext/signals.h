@@ -9,7 +9,7 @@
 //                   before the commit is visible to readers (the writer writes
 //                   its WAL frames, then publishes them in the -shm index), so
 //                   after every watch wake it re-checks on a short schedule
-//                   (Recheck) until six re-checks in a row find nothing new.
+//                   (Recheck) until eight re-checks in a row find nothing new.
 //   IntervalSignal  a timer: the backstop that makes a lost or early
 //                   notification cost at most one interval. Restarts after
 //                   every read, so an idle listener wakes once per interval.
@@ -62,12 +62,15 @@ class Signal {
 };
 
 // The short re-check schedule after a wake that may precede visibility:
-// re-checks 50 us, 250 us, 1 ms, 4 ms, 16 ms and 64 ms apart while they find
-// nothing, then stops; a re-check that finds changes restarts the schedule
+// re-checks 20, 50, 100 and 250 us, then 1, 4, 16 and 64 ms apart while they
+// find nothing, then stops (a writer publishes its commit in the -shm index a
+// few microseconds after its last WAL write, and that publication makes no
+// inotify event: the first steps are short so a wake that came too early
+// costs tens of microseconds, not hundreds); a re-check that finds changes restarts the schedule
 // (more may be on their way), and so does every new wake.
 class Recheck {
  public:
-  static constexpr int kSteps = 6;
+  static constexpr int kSteps = 8;
   static int64_t StepUs(int i);
   void Arm(int64_t now);
   int64_t deadline() const { return at_; }

@@ -170,6 +170,17 @@ void InstallPeerStyle(Db& db, const std::string& table, int ncols) {
   db.Exec(sql);
 }
 
+void InstallConstantRowTriggers(Db& db, const std::string& table) {
+  const std::string q = "\"" + table + "\"";
+  std::string sql = "CREATE TABLE IF NOT EXISTS floor_log(id INTEGER PRIMARY KEY, ts INTEGER, shape INTEGER, op INTEGER);\n";
+  int code = 1;
+  for (const char* op : {"INSERT", "UPDATE", "DELETE"}) {
+    sql += "CREATE TRIGGER " + table + "__floor_" + op + " AFTER " + op + " ON " + q +
+           " BEGIN INSERT INTO floor_log(ts, shape, op) VALUES(0, 1, " + std::to_string(code++) + "); END;\n";
+  }
+  db.Exec(sql);
+}
+
 int EnvInt(const char* name, int dflt) {
   const char* e = std::getenv(name);
   return e && *e ? std::atoi(e) : dflt;

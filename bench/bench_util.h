@@ -76,6 +76,11 @@ void BindRow(sqlite3_stmt* st, int ncols, int64_t k, int first_param = 1);
 // with column names, in chunks of 63 columns merged with json_patch.
 void InstallPeerStyle(Db& db, const std::string& table, int ncols);
 
+// The least any trigger-based capture can do: an AFTER trigger per operation
+// that writes a constant row (no values, no clock) into a 4-column log. Its
+// ratio to no capture bounds from above what a row-writing trigger can reach.
+void InstallConstantRowTriggers(Db& db, const std::string& table);
+
 inline double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }

@@ -1,7 +1,7 @@
 // trigger_cost.cc — one capture workload on one database, for profiling.
 //
 //   cdc_trigger_cost VARIANT OP NCOLS BATCHES [SQLFILE]
-//     VARIANT  none | ours | peer | sql (no capture, then SQLFILE's statements,
+//     VARIANT  none | ours | peer | floor (constant-row triggers) | sql (no capture, then SQLFILE's statements,
 //              e.g. experimental triggers on table t; also allowed after ours)
 //     OP       insert_tx | update_tx | delete_tx | insert_auto
 //
@@ -24,7 +24,7 @@ using namespace cdcbench;
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s none|ours|peer|sql insert_tx|update_tx|delete_tx|insert_auto NCOLS BATCHES [SQLFILE]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s none|ours|peer|floor|sql insert_tx|update_tx|delete_tx|insert_auto NCOLS BATCHES [SQLFILE]\n", argv[0]);
     return 2;
   }
   std::string variant = argv[1], opname = argv[2];
@@ -36,7 +36,11 @@ int main(int argc, char** argv) {
     ss << f.rdbuf();
     sql = ss.str();
   }
-  Variant v = variant == "none" ? kNone : variant == "ours" ? kOurs : variant == "peer" ? kPeer : kSql;
+  Variant v = variant == "none"    ? kNone
+              : variant == "ours"  ? kOurs
+              : variant == "peer"  ? kPeer
+              : variant == "floor" ? kFloor
+                                   : kSql;
   CaptureOp op = opname == "insert_tx"     ? CaptureOp::kInsertTx
                  : opname == "update_tx"   ? CaptureOp::kUpdateTx
                  : opname == "delete_tx"   ? CaptureOp::kDeleteTx

@@ -12,8 +12,9 @@ namespace cdcbench {
 
 using Clock = std::chrono::steady_clock;
 
+// kFloor: constant-row triggers (bench_util.h, InstallConstantRowTriggers).
 // kSql: no capture, then the statements of a file (experimental triggers).
-enum Variant { kNone = 0, kOurs = 1, kPeer = 2, kVariants = 3, kSql = 4 };
+enum Variant { kNone = 0, kOurs = 1, kPeer = 2, kFloor = 3, kVariants = 4, kSql = 5 };
 
 constexpr int kTxRows = 1000;
 constexpr int kAutoRows = 250;
@@ -44,6 +45,7 @@ struct Side {
     InsertRows(prefill);
     if (v == kOurs) db.Exec("SELECT cdc_setup('t')");
     if (v == kPeer) InstallPeerStyle(db, "t", ncols);
+    if (v == kFloor) InstallConstantRowTriggers(db, "t");
     if (!extra_sql.empty()) db.Exec(extra_sql);
     db.Exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }

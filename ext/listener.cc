@@ -256,6 +256,29 @@ Status ParseOptions(sqlite3* db, sqlite3_value* v, Options* o) {
   return Status();
 }
 
+// The first re-checks after a wake are tens of microseconds apart (signals.h);
+// the default 50 us timer slack of a Linux thread would stretch each of them.
+// Sets 1 us for the calling thread while alive, then restores the old value.
+class FineTimerSlack {
+ public:
+  FineTimerSlack() {
+#ifdef __linux__
+    int old = prctl(PR_GET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL);
+    if (old > 0 && prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL) == 0) old_ = old;
+#endif
+  }
+  ~FineTimerSlack() {
+#ifdef __linux__
+    if (old_ > 0) prctl(PR_SET_TIMERSLACK, static_cast<unsigned long>(old_), 0UL, 0UL, 0UL);
+#endif
+  }
+  FineTimerSlack(const FineTimerSlack&) = delete;
+  FineTimerSlack& operator=(const FineTimerSlack&) = delete;
+
+ private:
+  int old_ = 0;
+};
+
 // --- the listener thread ---------------------------------------------------
 
 // Calls the C callback with the batch.
@@ -433,11 +456,7 @@ void Loop(Listener* l) {
 }
 
 void Run(Listener* l) noexcept {
-#ifdef __linux__
-  // The first re-checks after a wake are tens of microseconds apart; the
-  // default 50 us timer slack of a thread would stretch each of them.
-  prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
-#endif
+  FineTimerSlack slack;
   {
     StmtCache cache(l->db);  // the loop runs the same few statements: parse them once
     Loop(l);
@@ -732,6 +751,7 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
   if (w->Open(file).empty()) signals.Add(std::move(w));  // else the interval still works
   signals.Add(std::make_unique<IntervalSignal>(clock->NowUs(), 250000));
   {
+    FineTimerSlack slack;  // the caller's thread, for the duration of the wait
     Stmt dv;
     int64_t last_dv = -1;
     for (;;) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -499,6 +500,18 @@ TEST(Wait, ReturnsPendingAtOnceOrWhenAChangeCommitsOrZeroOnTimeout) {
   EXPECT_EQ(db.One("SELECT cdc_wait('c', 20000)"), "1");
   writer2.join();
   db.Exec("COMMIT");
+}
+
+// cdc_wait shortens the calling thread's timer slack for its short
+// re-checks, and must give the caller's thread its own value back.
+TEST(Wait, RestoresTheCallersTimerSlack) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  Prepare(db);
+  ASSERT_EQ(prctl(PR_SET_TIMERSLACK, 123456UL, 0UL, 0UL, 0UL), 0);
+  EXPECT_EQ(db.One("SELECT cdc_wait('c', 30)"), "0");
+  EXPECT_EQ(prctl(PR_GET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL), 123456);
+  ASSERT_EQ(prctl(PR_SET_TIMERSLACK, 0UL, 0UL, 0UL, 0UL), 0);  // back to the default
 }
 
 TEST(Wait, ArgumentErrors) {

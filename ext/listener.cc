@@ -12,10 +12,18 @@
 //      connection committed since the last look (its own acks do not count),
 //      so the log needs reading. The first pass always reads (drain on start).
 //   2. Read at most `batch` events after the consumer's position (LogCursor),
-//      call the callback, and on success ack the batch's last id
-//      (AckConsumer, on the listener's connection). On failure retry the same
-//      batch after 10 ms, 20 ms, ... capped at retry_max_ms; never skip.
-//      Repeat until a read finds nothing.
+//      call the callback, and on success hand the batch's last id to the
+//      acker. On failure retry the same batch after 10 ms, 20 ms, ... capped
+//      at retry_max_ms; never skip. Repeat until a read finds nothing.
+//      The next batch starts after the last delivered id, acked or not.
+//   The acker is a second thread with a second connection: it acks the
+//   newest delivered id (AckConsumer: position and pruning, one short write
+//   transaction), coalescing batches delivered meanwhile. So the reading
+//   thread never waits for the database's write lock (an application's long
+//   write transaction does not hold up delivery), and pruning runs beside
+//   reading instead of between batches. A crash can redeliver what was
+//   delivered but not yet acked (at least once); on a clean stop the acker
+//   makes one last attempt, without waiting for the lock.
 //   3. Wait on the signals (signals.h): watch, interval, commit, plus the
 //      re-check schedule after wakes that can precede visibility.
 //
@@ -43,6 +51,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -86,6 +95,16 @@ struct Listener {
   cdc_callback cb{};
   sqlite3* db = nullptr;  // the listener's own connection (its thread only)
   StopFlag stop;
+  int64_t delivered = 0;  // newest id handed to the callback (listener thread only)
+
+  // The acker (see the top of this file).
+  sqlite3* ack_db = nullptr;  // its own connection (acker thread only)
+  std::mutex ack_mu;
+  std::condition_variable ack_cv;
+  int64_t ack_want = 0;   // newest delivered id; guarded by ack_mu
+  int64_t ack_done = 0;   // newest acked id; guarded by ack_mu
+  uint64_t ack_gen = 0;   // bumped when the consumer was re-created; guarded by ack_mu
+  bool ack_quit = false;  // guarded by ack_mu
   CommitSignal* commit = nullptr;  // owned by signals; Notify()'d by the hook
   std::unique_ptr<Combiner> signals;
   std::thread thread;
@@ -361,29 +380,73 @@ bool Deliver(Listener* l, const Event* batch, size_t n) {
   }
 }
 
-// Acks up to id, retrying; false when stopped first.
-bool Ack(Listener* l, int64_t id) {
-  for (int attempt = 0;; attempt++) {
+// Hands a delivered id to the acker.
+void PostAck(Listener* l, int64_t id) {
+  std::lock_guard<std::mutex> g(l->ack_mu);
+  if (id > l->ack_want) {
+    l->ack_want = id;
+    l->ack_cv.notify_one();
+  }
+}
+
+// The acker thread: acks the newest delivered id until told to quit, then
+// makes one last attempt (after a stop the busy handler does not wait).
+void Acker(Listener* l) noexcept {
+  StmtCache cache(l->ack_db);
+  int attempt = 0;
+  for (;;) {
+    int64_t want = 0;
+    uint64_t gen = 0;
+    bool quit = false;
+    {
+      std::unique_lock<std::mutex> g(l->ack_mu);
+      l->ack_cv.wait(g, [&] { return l->ack_quit || l->ack_want > l->ack_done; });
+      want = l->ack_want;
+      gen = l->ack_gen;
+      quit = l->ack_quit;
+      if (want <= l->ack_done) return;  // quitting, nothing left to ack
+    }
     int64_t pos = 0;
-    Status st = AckConsumer(l->db, "cdc_listen", l->name, id, &pos);
+    Status st = AckConsumer(l->ack_db, "cdc_listen", l->name, want, &pos);
     if (st.ok()) {
-      std::lock_guard<std::mutex> g(l->mu);
-      l->position = pos;
-      return true;
+      attempt = 0;
+      {
+        std::lock_guard<std::mutex> g(l->mu);
+        l->position = pos;
+      }
+      std::lock_guard<std::mutex> g(l->ack_mu);
+      if (gen == l->ack_gen) l->ack_done = want;
+      continue;
     }
     NoteError(l, st.message(), true);
-    if (!l->stop.SleepUs(BackoffUs(attempt, l->opt.retry_max_ms))) return false;
+    if (quit) return;  // that was the last attempt: the rest is delivered again later
+    if (!l->stop.SleepUs(BackoffUs(attempt++, l->opt.retry_max_ms))) {
+      std::unique_lock<std::mutex> g(l->ack_mu);  // stopping: wait for the quit, then try once more
+      l->ack_cv.wait(g, [&] { return l->ack_quit; });
+    }
   }
 }
 
 // Reads the next batch after the consumer's position into slots[0, *count).
 Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
+  // What the acker had committed before this snapshot began (the caller's
+  // read transaction starts with the first SELECT, below).
+  int64_t acked = 0;
+  {
+    std::lock_guard<std::mutex> g(l->ack_mu);
+    acked = l->ack_done;
+  }
   int64_t pos = 0;
   CDC_RETURN_IF_ERROR(ConsumerPosition(l->db, "cdc_listen", l->name, &pos));
-  {
-    std::lock_guard<std::mutex> g(l->mu);
-    l->position = pos;
+  // Positions only move forward, so the snapshot's position is at least
+  // `acked`, unless the consumer was dropped and added again meanwhile: then
+  // start where it now stands, and forget what was waiting to be acked.
+  if (pos < acked) {
+    std::lock_guard<std::mutex> g(l->ack_mu);
+    l->ack_gen++;
+    l->ack_done = l->ack_want = l->delivered = pos;
   }
+  pos = std::max(pos, l->delivered);
   ReadRange r;
   r.after = pos;
   r.limit = l->opt.batch;
@@ -417,7 +480,8 @@ Status Drain(Listener* l, bool* found) {
     if (count == 0) return Status();
     *found = true;
     if (!Deliver(l, slots.data(), count)) return Status();
-    if (!Ack(l, slots[count - 1].id)) return Status();
+    l->delivered = slots[count - 1].id;
+    PostAck(l, l->delivered);
   }
   return Status();
 }
@@ -457,10 +521,25 @@ void Loop(Listener* l) {
 
 void Run(Listener* l) noexcept {
   FineTimerSlack slack;
+  std::thread acker;
+  try {
+    acker = std::thread(Acker, l);
+  } catch (...) {
+    NoteError(l, "cannot start the acker thread", false);
+    l->stop.Set();
+  }
   {
     StmtCache cache(l->db);  // the loop runs the same few statements: parse them once
     Loop(l);
   }
+  {
+    std::lock_guard<std::mutex> g(l->ack_mu);
+    l->ack_quit = true;
+    l->ack_cv.notify_one();
+  }
+  if (acker.joinable()) acker.join();
+  sqlite3_close_v2(l->ack_db);
+  l->ack_db = nullptr;
   sqlite3_close_v2(l->db);
   l->db = nullptr;
   if (l->cb.destroy) l->cb.destroy(l->cb.user_data);
@@ -623,9 +702,10 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   l->reg_db = db;
 
   st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db);
+  if (st.ok()) st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->ack_db);
   // Acks need not be fsynced in WAL mode: one lost to a power cut only means
   // a batch is delivered again (at least once), and writers wait less.
-  if (st.ok()) st = Exec(l->db, "PRAGMA synchronous=NORMAL");
+  if (st.ok()) st = Exec(l->ack_db, "PRAGMA synchronous=NORMAL");
   if (st.ok()) {
     st = ConsumerPosition(l->db, fn, l->name, &pos);
     if (!st.ok()) {
@@ -673,6 +753,8 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     }
   }
   if (!st.ok()) {
+    sqlite3_close_v2(l->ack_db);
+    l->ack_db = nullptr;
     sqlite3_close_v2(l->db);
     l->db = nullptr;
     return ResultError(ctx, st);

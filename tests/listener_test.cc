@@ -142,6 +142,47 @@ TEST(Listener, DrainsTheBacklogThenDeliversNewCommitsInOrder) {
   EXPECT_EQ(db.One("SELECT cdc_wait('c', 0)"), "1");
 }
 
+// Acks are made by the acker thread: a write lock held elsewhere delays the
+// acks, not the delivery.
+TEST(Listener, DeliversWhileAnotherConnectionHoldsTheWriteLock) {
+  TempDir tmp;
+  Recorder r;
+  std::string path = tmp.File("t.db");
+  Db db(path);
+  Prepare(db);
+  for (int i = 1; i <= 10; i++) db.Exec("INSERT INTO t(v) VALUES(" + std::to_string(i) + ")");
+  Db holder(path, false);
+  holder.Exec("BEGIN IMMEDIATE");
+  ASSERT_EQ(Listen(db, "c", &r, "{\"batch\": 3}"), "");
+  ASSERT_TRUE(Eventually([&] { return r.Count() >= 10; }));
+  EXPECT_EQ(r.Ids(), Range(1, 10));
+  EXPECT_EQ(Position(db, "c"), "0");  // nothing could be acked yet
+  holder.Exec("COMMIT");
+  ASSERT_TRUE(Eventually([&] { return Position(db, "c") == "10"; }));
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
+// The listener starts from a consumer's new position when it was dropped and
+// added again, even though it had delivered past it.
+TEST(Listener, ConsumerDroppedAndAddedAgainStartsFromItsNewPosition) {
+  TempDir tmp;
+  Recorder r;
+  std::string path = tmp.File("t.db");
+  Db db(path);
+  Prepare(db);
+  db.Exec("INSERT INTO t(v) VALUES(1), (2), (3)");
+  ASSERT_EQ(Listen(db, "c", &r), "");
+  ASSERT_TRUE(Eventually([&] { return Position(db, "c") == "3"; }));
+  // Pruning kept the newest change (3): 'earliest' starts just before it.
+  db.Exec("SELECT cdc_consumer_drop('c'); SELECT cdc_consumer_add('c', 'earliest')");
+  EXPECT_EQ(Position(db, "c"), "2");
+  db.Exec("INSERT INTO t(v) VALUES(4)");
+  ASSERT_TRUE(Eventually([&] { return r.Count() >= 5; }));
+  EXPECT_EQ(r.Ids(), (std::vector<int64_t>{1, 2, 3, 3, 4}));
+  ASSERT_TRUE(Eventually([&] { return Position(db, "c") == "4"; }));
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
 TEST(Listener, RetriesTheSameBatchUntilHandledWithoutSkippingOrReordering) {
   TempDir tmp;
   Recorder r;

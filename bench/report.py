@@ -102,7 +102,10 @@ def main():
         print("| %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
             LABELS.get(op, op), cols, rate([r["none_rows_s"] for r in rl]), cell(on), cell(pn), cell(op_),
             cell(fl), tgt_txt, "yes" if ok else "**no**"))
-    absolute = [("delivery/poll_ack", "changes_s", "drain backlog, cdc_poll(1000)+cdc_ack", 700e3),
+    # The drain target (700k/s) is for the C callback (listener/drain,
+    # below); cdc_poll+cdc_ack, which reads and prunes in turn on one
+    # connection, is shown without one.
+    absolute = [("delivery/poll_ack", "changes_s", "drain backlog, cdc_poll(1000)+cdc_ack", None),
                  ("bootstrap/rows", "rows_s", "cdc_bootstrap, one call", 1e6)]
     def find(prefix):
         return next((v for k, v in runs.items() if k.split("/iterations:")[0] == prefix), None)
@@ -116,6 +119,10 @@ def main():
             if not find(name):
                 continue
             v = [r[key] for r in find(name)]
+            if tgt is None:
+                print("| %s | %s (%s–%s) | – (the drain target is the C callback's, below) | – |" %
+                      (label, rate(v), rate([min(v)]), rate([max(v)])))
+                continue
             print("| %s | %s (%s–%s) | ≥ %s | %s |" % (label, rate(v), rate([min(v)]), rate([max(v)]),
                                                       rate([tgt]), "yes" if statistics.median(v) >= tgt else "**no**"))
     listener_table(find, ctx)

@@ -441,10 +441,15 @@ Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
   // Positions only move forward, so the snapshot's position is at least
   // `acked`, unless the consumer was dropped and added again meanwhile: then
   // start where it now stands, and forget what was waiting to be acked.
-  if (pos < acked) {
+  const bool recreated = pos < acked;
+  if (recreated) {
     std::lock_guard<std::mutex> g(l->ack_mu);
     l->ack_gen++;
     l->ack_done = l->ack_want = l->delivered = pos;
+  }
+  {
+    std::lock_guard<std::mutex> g(l->mu);  // cdc_status: the acked position
+    l->position = recreated ? pos : std::max(l->position, pos);
   }
   pos = std::max(pos, l->delivered);
   ReadRange r;

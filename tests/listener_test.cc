@@ -162,6 +162,21 @@ TEST(Listener, DeliversWhileAnotherConnectionHoldsTheWriteLock) {
   EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
 }
 
+// cdc_status shows the consumer's position from the start, before any ack.
+TEST(Listener, StatusShowsThePositionBeforeTheFirstAck) {
+  TempDir tmp;
+  Recorder r;
+  Db db(tmp.File("t.db"));
+  Prepare(db);
+  db.Exec("INSERT INTO t(v) VALUES(1), (2), (3); SELECT cdc_ack('c', 3)");
+  ASSERT_EQ(Listen(db, "c", &r), "");
+  ASSERT_TRUE(Eventually([&] {
+    return db.One("SELECT json_extract(cdc_status(), '$.listeners[0].position')") == "3";
+  })) << db.One("SELECT cdc_status()");
+  EXPECT_EQ(r.Count(), 0u);
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
 // The listener starts from a consumer's new position when it was dropped and
 // added again, even though it had delivered past it.
 TEST(Listener, ConsumerDroppedAndAddedAgainStartsFromItsNewPosition) {

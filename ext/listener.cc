@@ -9,8 +9,8 @@
 // How it works. A listener is a thread with its own connection to the
 // registering connection's database file. It loops:
 //   1. PRAGMA data_version on its own connection: a change means another
-//      connection committed since the last look (its own acks do not count),
-//      so the log needs reading. The first pass always reads (drain on start).
+//      connection committed since the last look (the acker's commits count
+//      too: that read finds nothing new), so the log needs reading. The first pass always reads (drain on start).
 //   2. Read at most `batch` events after the consumer's position (LogCursor),
 //      call the callback, and on success hand the batch's last id to the
 //      acker. On failure retry the same batch after 10 ms, 20 ms, ... capped
@@ -96,6 +96,9 @@ struct Listener {
   sqlite3* db = nullptr;  // the listener's own connection (its thread only)
   StopFlag stop;
   int64_t delivered = 0;  // newest id handed to the callback (listener thread only)
+  // Batch storage, reused from batch to batch so that a steady drain
+  // allocates nothing per event (listener thread only).
+  std::vector<Event> slots;
 
   // The acker (see the top of this file).
   sqlite3* ack_db = nullptr;  // its own connection (acker thread only)
@@ -469,9 +472,7 @@ Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
 
 // Reads and delivers batches until a read finds nothing or the listener stops.
 Status Drain(Listener* l, bool* found) {
-  // Events are built in place in `slots`, whose strings keep their storage
-  // from batch to batch: a steady drain allocates nothing per event.
-  std::vector<Event> slots;
+  std::vector<Event>& slots = l->slots;
   size_t count = 0;
   while (!l->stop.IsSet()) {
     SetState(l, "reading");

@@ -4,7 +4,7 @@ comma := ,
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test check demo bench clean sanitize tsan test-sqlite-latest install test-node soak
+.PHONY: all test check demo bench clean sanitize tsan test-sqlite-latest install uninstall test-node soak
 
 all: $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -54,6 +54,11 @@ test-sqlite-latest:
 PREFIX ?= /usr/local
 install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Removes what the last `make install` from $(BUILD) installed (its manifest
+# has the paths, DESTDIR included) and the package's now empty directories.
+uninstall:
+	tools/uninstall.sh $(BUILD)/install_manifest.txt
 
 # Node.js client test: builds better-sqlite3@12 from source (npm registry,
 # local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js.

@@ -79,4 +79,13 @@ cc -Wall -Wextra -Werror $(pkg-config --cflags sqlite-cdc) "$work/listen.c" -o "
 LD_PRELOAD=$host_preload "$work/listen" "$db" "$ext" >"$work/listen.out"
 cat "$work/listen.out"
 grep -q '^INSERT t {"x":43}$' "$work/listen.out"
+
+# `make uninstall` (tools/uninstall.sh) removes every installed file and the
+# package's own directories, and nothing else.
+mkdir -p "$root/lib/other"
+touch "$root/lib/other/keep"
+DESTDIR=$work/stage "$(dirname "$0")/../tools/uninstall.sh" "$build/install_manifest.txt" >/dev/null
+left=$(find "$root" -type f | sed "s|^$root/||")
+[ "$left" = "lib/other/keep" ] || { echo "left after uninstall: $left"; exit 1; }
+if find "$root" -name 'sqlite-cdc*' | grep -q .; then echo "left after uninstall:"; find "$root" -name 'sqlite-cdc*'; exit 1; fi
 echo "install: ok"

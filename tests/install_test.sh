@@ -87,5 +87,7 @@ touch "$root/lib/other/keep"
 DESTDIR=$work/stage "$(dirname "$0")/../tools/uninstall.sh" "$build/install_manifest.txt" >/dev/null
 left=$(find "$root" -type f | sed "s|^$root/||")
 [ "$left" = "lib/other/keep" ] || { echo "left after uninstall: $left"; exit 1; }
-if find "$root" -name 'sqlite-cdc*' | grep -q .; then echo "left after uninstall:"; find "$root" -name 'sqlite-cdc*'; exit 1; fi
+owned=$(find "$root" -mindepth 1 \( -name sqlite-cdc -o -name 'sqlite-cdc.*' \))
+[ -z "$owned" ] || { echo "left after uninstall: $owned"; exit 1; }
+[ -d "$root/lib/pkgconfig" ] || { echo "uninstall removed $root/lib/pkgconfig"; exit 1; }
 echo "install: ok"

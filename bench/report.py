@@ -156,6 +156,9 @@ def listener_table(find, ctx):
                   (r["writer_stmt_p50_us"], r["writer_stmt_p99_us"], r.get("writer_busy", 0)))
             print("| listener wakes by source: watch / recheck / interval / commit | %d / %d / %d / %d | – | – |" %
                   tuple(r.get("wakes_" + k, 0) for k in ("watch", "recheck", "interval", "commit")))
+        if "listener_cpu_us_per_commit" in r:
+            print("| listener CPU per commit (its reader and acker threads) | %.0f µs | – | – |" %
+                  r["listener_cpu_us_per_commit"])
     shared = find("listener/latency_shared")
     if shared:
         r = shared[0]

@@ -51,6 +51,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -383,6 +384,13 @@ bool Deliver(Listener* l, const Event* batch, size_t n) {
   }
 }
 
+// The acker commits at most this often. Each ack commit costs the listener a
+// wake and an empty read (it is another connection's commit), so with one
+// ack per delivered commit a steady stream of small commits cost about a
+// third more listener CPU; 10 ms bounds that while keeping the positions
+// (and what a crash could deliver again) at most 10 ms behind.
+constexpr std::chrono::milliseconds kAckEvery{10};
+
 // Hands a delivered id to the acker.
 void PostAck(Listener* l, int64_t id) {
   std::lock_guard<std::mutex> g(l->ack_mu);
@@ -397,6 +405,7 @@ void PostAck(Listener* l, int64_t id) {
 void Acker(Listener* l) noexcept {
   StmtCache cache(l->ack_db);
   int attempt = 0;
+  auto next_commit = std::chrono::steady_clock::now();
   for (;;) {
     int64_t want = 0;
     uint64_t gen = 0;
@@ -404,6 +413,9 @@ void Acker(Listener* l) noexcept {
     {
       std::unique_lock<std::mutex> g(l->ack_mu);
       l->ack_cv.wait(g, [&] { return l->ack_quit || l->ack_want > l->ack_done; });
+      // At most one ack commit per kAckEvery: what is delivered meanwhile is
+      // acked with it (a stop acks at once).
+      l->ack_cv.wait_until(g, next_commit, [&] { return l->ack_quit; });
       want = l->ack_want;
       gen = l->ack_gen;
       quit = l->ack_quit;
@@ -413,6 +425,7 @@ void Acker(Listener* l) noexcept {
     Status st = AckConsumer(l->ack_db, "cdc_listen", l->name, want, &pos);
     if (st.ok()) {
       attempt = 0;
+      next_commit = std::chrono::steady_clock::now() + kAckEvery;
       {
         std::lock_guard<std::mutex> g(l->mu);
         l->position = pos;

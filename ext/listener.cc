@@ -108,6 +108,7 @@ struct Listener {
   int64_t ack_want = 0;   // newest delivered id; guarded by ack_mu
   int64_t ack_done = 0;   // newest acked id; guarded by ack_mu
   uint64_t ack_gen = 0;   // bumped when the consumer was re-created; guarded by ack_mu
+  std::chrono::steady_clock::time_point ack_posted_at;  // of ack_want; guarded by ack_mu
   bool ack_quit = false;  // guarded by ack_mu
   CommitSignal* commit = nullptr;  // owned by signals; Notify()'d by the hook
   std::unique_ptr<Combiner> signals;
@@ -388,14 +389,16 @@ bool Deliver(Listener* l, const Event* batch, size_t n) {
 // wake and an empty read (it is another connection's commit), so with one
 // ack per delivered commit a steady stream of small commits cost about a
 // third more listener CPU; 10 ms bounds that while keeping the positions
-// (and what a crash could deliver again) at most 10 ms behind.
+// (and what a crash could deliver again) at most 50 ms behind (kAckFlush).
 constexpr std::chrono::milliseconds kAckEvery{10};
+constexpr std::chrono::milliseconds kAckFlush{40};
 
 // Hands a delivered id to the acker.
 void PostAck(Listener* l, int64_t id) {
   std::lock_guard<std::mutex> g(l->ack_mu);
   if (id > l->ack_want) {
     l->ack_want = id;
+    l->ack_posted_at = std::chrono::steady_clock::now();
     l->ack_cv.notify_one();
   }
 }
@@ -413,9 +416,14 @@ void Acker(Listener* l) noexcept {
     {
       std::unique_lock<std::mutex> g(l->ack_mu);
       l->ack_cv.wait(g, [&] { return l->ack_quit || l->ack_want > l->ack_done; });
-      // At most one ack commit per kAckEvery: what is delivered meanwhile is
-      // acked with it (a stop acks at once).
-      l->ack_cv.wait_until(g, next_commit, [&] { return l->ack_quit; });
+      if (!l->ack_quit && std::chrono::steady_clock::now() < next_commit) {
+        // At most one ack commit per kAckEvery, made right after a delivery
+        // (whoever committed what was delivered has just released the write
+        // lock, so the ack is unlikely to make a writer wait), or kAckFlush
+        // later when no delivery comes. A stop acks at once.
+        l->ack_cv.wait_until(g, next_commit + kAckFlush,
+                             [&] { return l->ack_quit || l->ack_posted_at >= next_commit; });
+      }
       want = l->ack_want;
       gen = l->ack_gen;
       quit = l->ack_quit;

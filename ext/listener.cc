@@ -427,7 +427,10 @@ void Acker(Listener* l) noexcept {
       want = l->ack_want;
       gen = l->ack_gen;
       quit = l->ack_quit;
-      if (want <= l->ack_done) return;  // quitting, nothing left to ack
+      if (want <= l->ack_done) {  // nothing left to ack (quitting, or the consumer was re-created)
+        if (quit) return;
+        continue;
+      }
     }
     int64_t pos = 0;
     Status st = AckConsumer(l->ack_db, "cdc_listen", l->name, want, &pos);

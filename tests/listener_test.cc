@@ -198,6 +198,28 @@ TEST(Listener, ConsumerDroppedAndAddedAgainStartsFromItsNewPosition) {
   EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
 }
 
+// Stress: re-creating the consumer again and again while changes flow
+// (redeliveries, acks cut short by the re-creation) never stops delivery or
+// the acks.
+TEST(Listener, KeepsAckingThroughRepeatedConsumerRecreation) {
+  TempDir tmp;
+  Recorder r;
+  std::string path = tmp.File("t.db");
+  Db db(path);
+  Prepare(db);
+  ASSERT_EQ(Listen(db, "c", &r), "");
+  for (int i = 0; i < 40; i++) {
+    db.Exec("INSERT INTO t(v) VALUES(" + std::to_string(i) + ")");
+    std::this_thread::sleep_for(std::chrono::milliseconds(i % 7));
+    db.Exec("SELECT cdc_consumer_drop('c'); SELECT cdc_consumer_add('c', 'earliest')");
+  }
+  db.Exec("INSERT INTO t(v) VALUES('last')");
+  const std::string last = db.One("SELECT max(id) FROM __cdc_log");
+  ASSERT_TRUE(Eventually([&] { return Position(db, "c") == last; })) << db.One("SELECT cdc_status()");
+  EXPECT_EQ(r.Ids().back(), std::stoll(last));
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
 TEST(Listener, RetriesTheSameBatchUntilHandledWithoutSkippingOrReordering) {
   TempDir tmp;
   Recorder r;

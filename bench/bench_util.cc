@@ -181,6 +181,21 @@ void InstallConstantRowTriggers(Db& db, const std::string& table) {
   db.Exec(sql);
 }
 
+int64_t LastEventId(const char* json, int64_t* count) {
+  int64_t last = 0, n = 0;
+  for (const char* q = json; (q = std::strstr(q, "{\"id\":")) != nullptr;) {
+    q += 6;
+    char* end = nullptr;
+    long long id = std::strtoll(q, &end, 10);
+    if (std::strncmp(end, ",\"ts\":", 6) == 0) {
+      last = id;
+      n++;
+    }
+  }
+  if (count) *count = n;
+  return last;
+}
+
 int EnvInt(const char* name, int dflt) {
   const char* e = std::getenv(name);
   return e && *e ? std::atoi(e) : dflt;

@@ -86,6 +86,11 @@ inline double Seconds(std::chrono::steady_clock::time_point a, std::chrono::stea
 }
 
 // Environment knobs: integer env var or default.
+// Id of the last event in a cdc_poll array (0 for "[]"), and in *count (if
+// given) how many events it holds. Events start {"id":N,"ts": (an image can
+// also start with an "id" column, but not followed by "ts").
+int64_t LastEventId(const char* json, int64_t* count = nullptr);
+
 int EnvInt(const char* name, int dflt);
 bool QuickMode();  // CDC_BENCH_QUICK set and not "0"
 

@@ -8,7 +8,6 @@
 // The backlog/table is built untimed before each repetition.
 #include <benchmark/benchmark.h>
 
-#include <cstring>
 
 #include "capture_bench.h"
 #include "workload.h"
@@ -17,19 +16,6 @@ namespace cdcbench {
 namespace {
 
 int64_t BacklogRows() { return EnvInt("CDC_BENCH_BACKLOG", QuickMode() ? 100000 : 1000000); }
-
-// Id of the last event in a cdc_poll array: events start {"id":N,"ts":
-// (an image can also start with an "id" column, but not followed by "ts").
-int64_t LastId(const char* json) {
-  int64_t last = 0;
-  for (const char* q = json; (q = std::strstr(q, "{\"id\":")) != nullptr;) {
-    q += 6;
-    char* end = nullptr;
-    long long id = std::strtoll(q, &end, 10);
-    if (std::strncmp(end, ",\"ts\":", 6) == 0) last = id;
-  }
-  return last;
-}
 
 void BM_PollAck(benchmark::State& state) {
   const int64_t n = BacklogRows();
@@ -48,7 +34,7 @@ void BM_PollAck(benchmark::State& state) {
     for (;;) {
       if (sqlite3_step(poll.get()) != SQLITE_ROW) Die(sqlite3_errmsg(side.db.get()));
       const char* json = reinterpret_cast<const char*>(sqlite3_column_text(poll.get(), 0));
-      int64_t last = LastId(json);
+      int64_t last = LastEventId(json);
       sqlite3_reset(poll.get());
       if (last == 0) break;
       got += 1000;

@@ -13,7 +13,6 @@
 
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <mutex>
 
 #include "../include/cdc.h"
@@ -59,18 +58,11 @@ int main(int argc, char** argv) {
   if (mode == "poll") {
     Stmt poll(side.db.get(), "SELECT cdc_poll('c', 1000)");
     Stmt ack(side.db.get(), "SELECT cdc_ack('c', ?1)");
-    Stmt newest(side.db.get(), "SELECT json_extract(?1, '$[#-1].id'), json_array_length(?1)");
     for (;;) {
       if (sqlite3_step(poll.get()) != SQLITE_ROW) Die(sqlite3_errmsg(side.db.get()));
-      const char* json = reinterpret_cast<const char*>(sqlite3_column_text(poll.get(), 0));
-      int64_t id = 0;
-      if (std::strcmp(json, "[]") != 0) {
-        sqlite3_bind_text(newest.get(), 1, json, -1, SQLITE_TRANSIENT);
-        sqlite3_step(newest.get());
-        id = sqlite3_column_int64(newest.get(), 0);
-        got += sqlite3_column_int64(newest.get(), 1);
-        sqlite3_reset(newest.get());
-      }
+      int64_t n = 0;
+      const int64_t id = LastEventId(reinterpret_cast<const char*>(sqlite3_column_text(poll.get(), 0)), &n);
+      got += n;
       sqlite3_reset(poll.get());
       if (id == 0) break;
       sqlite3_bind_int64(ack.get(), 1, id);

@@ -78,11 +78,23 @@ void Recheck::AfterRead(int64_t now, bool found) {
   }
 }
 
-// --- WatchSignal -----------------------------------------------------------
+// --- RecheckedSignal -------------------------------------------------------
 
-WatchSignal::~WatchSignal() {
+RecheckedSignal::~RecheckedSignal() {
   if (fd_ >= 0) close(fd_);
 }
+
+unsigned RecheckedSignal::Check(int64_t now, bool readable) {
+  unsigned mask = 0;
+  if (readable && fd_ >= 0 && Consume()) {
+    mask |= Bit(source_);
+    recheck_.Arm(now);
+  }
+  if (recheck_.Due(now)) mask |= Bit(kSrcRecheck);
+  return mask;
+}
+
+// --- WatchSignal -----------------------------------------------------------
 
 std::string WatchSignal::Open(const std::string& db_path) {
   if (db_path.empty()) return "watch: the database has no file";
@@ -105,33 +117,25 @@ std::string WatchSignal::Open(const std::string& db_path) {
   return "";
 }
 
-unsigned WatchSignal::Check(int64_t now, bool readable) {
-  unsigned mask = 0;
-  if (readable && fd_ >= 0) {
-    alignas(inotify_event) char buf[4096];
-    bool match = false;
-    for (;;) {
-      ssize_t n = read(fd_, buf, sizeof buf);
-      if (n <= 0) break;
-      for (char* p = buf; p < buf + n;) {
-        auto* ev = reinterpret_cast<inotify_event*>(p);
-        if (ev->mask & IN_Q_OVERFLOW) match = true;
-        if (ev->len > 0) {
-          const char* name = ev->name;
-          for (const auto& want : names_) {
-            if (want == name) match = true;
-          }
+bool WatchSignal::Consume() {
+  alignas(inotify_event) char buf[4096];
+  bool match = false;
+  for (;;) {
+    ssize_t n = read(fd_, buf, sizeof buf);
+    if (n <= 0) break;
+    for (char* p = buf; p < buf + n;) {
+      auto* ev = reinterpret_cast<inotify_event*>(p);
+      if (ev->mask & IN_Q_OVERFLOW) match = true;
+      if (ev->len > 0) {
+        const char* name = ev->name;
+        for (const auto& want : names_) {
+          if (want == name) match = true;
         }
-        p += sizeof(inotify_event) + ev->len;
       }
-    }
-    if (match) {
-      mask |= Bit(kSrcWatch);
-      recheck_.Arm(now);
+      p += sizeof(inotify_event) + ev->len;
     }
   }
-  if (recheck_.Due(now)) mask |= Bit(kSrcRecheck);
-  return mask;
+  return match;
 }
 
 // --- IntervalSignal --------------------------------------------------------
@@ -146,11 +150,7 @@ void IntervalSignal::AfterRead(int64_t now, bool) { next_ = now + every_; }
 
 // --- CommitSignal ----------------------------------------------------------
 
-CommitSignal::CommitSignal() { fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
-
-CommitSignal::~CommitSignal() {
-  if (fd_ >= 0) close(fd_);
-}
+CommitSignal::CommitSignal() : RecheckedSignal(kSrcCommit) { fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 void CommitSignal::Notify() {
   uint64_t one = 1;
@@ -158,15 +158,9 @@ void CommitSignal::Notify() {
   (void)n;  // EAGAIN only when the counter is saturated: already signalled
 }
 
-unsigned CommitSignal::Check(int64_t now, bool readable) {
-  unsigned mask = 0;
-  if (readable) {
-    DrainEventfd(fd_);
-    mask |= Bit(kSrcCommit);
-    recheck_.Arm(now);
-  }
-  if (recheck_.Due(now)) mask |= Bit(kSrcRecheck);
-  return mask;
+bool CommitSignal::Consume() {
+  DrainEventfd(fd_);
+  return true;
 }
 
 // --- StopFlag --------------------------------------------------------------

@@ -85,21 +85,37 @@ class Recheck {
   bool fired_ = false;
 };
 
-class WatchSignal : public Signal {
+// A descriptor whose events can come before the commit is visible: every
+// event that counts arms the Recheck schedule. Owns (and closes) fd_.
+class RecheckedSignal : public Signal {
  public:
-  ~WatchSignal() override;
+  ~RecheckedSignal() override;
+  int fd() const override { return fd_; }
+  int64_t deadline() const override { return recheck_.deadline(); }
+  unsigned Check(int64_t now, bool readable) final;
+  void AfterRead(int64_t now, bool found) override { recheck_.AfterRead(now, found); }
+
+ protected:
+  explicit RecheckedSignal(int source) : source_(source) {}
+  // Reads what is pending on fd_; true when it includes an event that counts.
+  virtual bool Consume() = 0;
+  int fd_ = -1;
+
+ private:
+  int source_;  // the Source bit reported for an event
+  Recheck recheck_;
+};
+
+class WatchSignal : public RecheckedSignal {
+ public:
+  WatchSignal() : RecheckedSignal(kSrcWatch) {}
   // Watches the directory of `db_path` for changes to the database, its -wal
   // and its -journal. Returns an error message, or "" on success.
   std::string Open(const std::string& db_path);
-  int fd() const override { return fd_; }
-  int64_t deadline() const override { return recheck_.deadline(); }
-  unsigned Check(int64_t now, bool readable) override;
-  void AfterRead(int64_t now, bool found) override { recheck_.AfterRead(now, found); }
 
  private:
-  int fd_ = -1;
+  bool Consume() override;
   std::vector<std::string> names_;  // file names that count, without directory
-  Recheck recheck_;
 };
 
 class IntervalSignal : public Signal {
@@ -114,21 +130,15 @@ class IntervalSignal : public Signal {
   int64_t next_;
 };
 
-class CommitSignal : public Signal {
+class CommitSignal : public RecheckedSignal {
  public:
   CommitSignal();
-  ~CommitSignal() override;
   bool ok() const { return fd_ >= 0; }
   // Async-signal-safe and thread-safe: marks a commit.
   void Notify();
-  int fd() const override { return fd_; }
-  int64_t deadline() const override { return recheck_.deadline(); }
-  unsigned Check(int64_t now, bool readable) override;
-  void AfterRead(int64_t now, bool found) override { recheck_.AfterRead(now, found); }
 
  private:
-  int fd_ = -1;
-  Recheck recheck_;
+  bool Consume() override;
 };
 
 // A level-triggered stop flag that can be polled (eventfd).

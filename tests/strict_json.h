@@ -39,6 +39,12 @@ struct Value {
     throw std::runtime_error("no key " + key);
   }
   const Value& operator[](size_t i) const { return items.at(i); }
+  const Value* Get(const std::string& key) const {  // nullptr if absent
+    for (auto& m : members) {
+      if (m.first == key) return &m.second;
+    }
+    return nullptr;
+  }
   bool Has(const std::string& key) const {
     for (auto& m : members) {
       if (m.first == key) return true;

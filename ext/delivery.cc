@@ -230,6 +230,12 @@ Status StatusJson(sqlite3* db, std::string* out) {
     return Status();
   }
   int64_t rows = 0, last = 0;
+  std::string source;
+  CDC_RETURN_IF_ERROR(MetaText(db, "source_id", &source));
+  if (!source.empty()) {
+    out->append(",\"source_id\":");
+    JsonString(out, source);
+  }
   CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT count(*) FROM main.__cdc_log", &rows));
   CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &last));
   out->append(",\"log_rows\":");

@@ -131,7 +131,13 @@ bool InternalTablesExist(sqlite3* db) {
 }
 
 Status EnsureInternalTables(sqlite3* db) {
-  if (InternalTablesExist(db)) return Status();
+  // Databases set up by an earlier version have every table but __cdc_meta:
+  // it is checked on its own and added with its source id.
+  int64_t have = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(
+      db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name IN ('__cdc_log', '__cdc_meta')",
+      &have));
+  if (have == 2) return Status();
   return Exec(db,
               "CREATE TABLE IF NOT EXISTS main.__cdc_tables("
               "id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, shape INTEGER NOT NULL);"
@@ -141,7 +147,37 @@ Status EnsureInternalTables(sqlite3* db) {
               "name TEXT PRIMARY KEY, pos INTEGER NOT NULL, created_ms INTEGER, acked_ms INTEGER"
               ") WITHOUT ROWID;"
               "CREATE TABLE IF NOT EXISTS main.__cdc_log("
-              "id INTEGER PRIMARY KEY, ts INTEGER, shape INTEGER, op INTEGER, v0);");
+              "id INTEGER PRIMARY KEY, ts INTEGER, shape INTEGER, op INTEGER, v0);"
+              "CREATE TABLE IF NOT EXISTS main.__cdc_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+              "INSERT OR IGNORE INTO main.__cdc_meta(key, value) VALUES('source_id', lower(hex(randomblob(16))));");
+}
+
+Status MetaText(sqlite3* db, const std::string& key, std::string* out) {
+  out->clear();
+  int64_t have = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(
+      db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_meta'", &have));
+  if (!have) return Status();
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT value FROM main.__cdc_meta WHERE key = ?1"));
+  st.Bind(1, key);
+  int rc = st.Step();
+  if (rc == SQLITE_ROW && !st.IsNull(0)) *out = st.Text(0);
+  else if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Status::FromDb(db, "__cdc_meta");
+  return Status();
+}
+
+Status EnsureColumn(sqlite3* db, const std::string& table, const std::string& column, const std::string& decl) {
+  int64_t n = 0;
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT count(*) FROM pragma_table_info(?1, 'main') WHERE name = ?2"));
+  st.Bind(1, table);
+  st.Bind(2, column);
+  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, "upgrade " + table);
+  n = st.Int(0);
+  st = Stmt();
+  if (n) return Status();
+  return Exec(db, "ALTER TABLE main." + Ident(table) + " ADD COLUMN " + Ident(column) + " " + decl);
 }
 
 Status LogWidth(sqlite3* db, int* width) {

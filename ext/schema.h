@@ -18,6 +18,9 @@
 //       number of values it carries. The event's id is its own row id.
 //   __cdc_consumers(name TEXT PRIMARY KEY, pos INTEGER, ...) consumers.
 //   __cdc_stage_<table id>   rows a REPLACE may delete (see capture.cc).
+//   __cdc_meta(key TEXT PRIMARY KEY, value)  settings and facts of the
+//       database: 'source_id' (random, made at the first setup; names the
+//       database in sinks' dedupe ids).
 //
 // Change ids never repeat: __cdc_log has no AUTOINCREMENT (it costs 10-20% of
 // insert throughput); instead pruning never deletes the newest log row, so
@@ -69,6 +72,11 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
 bool IsInternalName(const std::string& name);
 bool InternalTablesExist(sqlite3* db);
 Status EnsureInternalTables(sqlite3* db);
+// Value of `key` in __cdc_meta as text ("" when absent or no such table).
+Status MetaText(sqlite3* db, const std::string& key, std::string* out);
+// Adds `column` (with declaration `decl`) to internal table `table` when a
+// database made by an earlier version lacks it.
+Status EnsureColumn(sqlite3* db, const std::string& table, const std::string& column, const std::string& decl);
 // Number of value columns (v0..) __cdc_log has now.
 Status LogWidth(sqlite3* db, int* width);
 // Widens __cdc_log to at least `width` value columns.

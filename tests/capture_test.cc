@@ -199,7 +199,7 @@ TEST(Capture, SetupIsIdempotent) {
   for (int i = 0; i < 3; i++) EXPECT_EQ(db.One("SELECT cdc_setup('t')"), "1");
   EXPECT_EQ(db.One("SELECT cdc_setup('T')"), "1");  // any case
   EXPECT_EQ(db.Rows("SELECT type, name FROM sqlite_schema WHERE name LIKE '\\_\\_cdc%' ESCAPE '\\' ORDER BY 1, 2"),
-            (Lines{"table|__cdc_consumers", "table|__cdc_log", "table|__cdc_shapes", "table|__cdc_stage_1",
+            (Lines{"table|__cdc_consumers", "table|__cdc_log", "table|__cdc_meta", "table|__cdc_shapes", "table|__cdc_stage_1",
                    "table|__cdc_tables", "trigger|__cdc_1_before_insert", "trigger|__cdc_1_before_update",
                    "trigger|__cdc_1_delete", "trigger|__cdc_1_insert", "trigger|__cdc_1_update"}));
   EXPECT_EQ(db.Rows("SELECT id, name, shape FROM __cdc_tables"), (Lines{"1|t|1"}));

@@ -365,3 +365,26 @@ TEST(Prune, NewestEventIsKeptWhole) {
   EXPECT_EQ(evs[0].after["c1"].s, "b");
   EXPECT_EQ(db.One("SELECT json_extract(before, '$.c1') FROM cdc_changes"), "a");
 }
+
+// The source id names the database in sinks' dedupe ids: random, made once
+// at the first setup, stable across connections and later setups, and added
+// to a database whose internal tables an earlier version made.
+TEST(SourceId, MadeOnceAndStable) {
+  TempDir tmp;
+  Db a(tmp.File("a.db")), b(tmp.File("b.db"));
+  EXPECT_EQ(a.One("SELECT json_extract(cdc_status(), '$.source_id')"), "NULL");  // nothing set up yet
+  a.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v); SELECT cdc_setup('t')");
+  b.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v); SELECT cdc_setup('t')");
+  std::string ida = a.One("SELECT json_extract(cdc_status(), '$.source_id')");
+  EXPECT_EQ(ida.size(), 32u);
+  EXPECT_NE(ida, b.One("SELECT json_extract(cdc_status(), '$.source_id')"));
+  a.Exec("SELECT cdc_setup('t'), cdc_consumer_add('c')");
+  EXPECT_EQ(a.One("SELECT json_extract(cdc_status(), '$.source_id')"), ida);
+  Db again(tmp.File("a.db"));
+  EXPECT_EQ(again.One("SELECT json_extract(cdc_status(), '$.source_id')"), ida);
+  // An older layout (no __cdc_meta): the next setup adds it.
+  a.Exec("DROP TABLE __cdc_meta");
+  EXPECT_EQ(a.One("SELECT json_extract(cdc_status(), '$.source_id')"), "NULL");
+  a.Exec("SELECT cdc_consumer_add('d')");
+  EXPECT_EQ(a.One("SELECT length(json_extract(cdc_status(), '$.source_id'))"), "32");
+}

@@ -142,15 +142,11 @@ Status WriteRows(sqlite3* db, const std::vector<std::string>& cols, const std::s
   return Status();
 }
 
-Status WriteMarker(sqlite3* db, int64_t shape) {
-  return Exec(db, "INSERT INTO main.__cdc_log(ts,shape,op) VALUES(" + std::string(kNowMs) + "," +
-                      std::to_string(shape) + "," + std::to_string(kOpBootstrap) + ")");
-}
-
 Status EnsureStateTable(sqlite3* db, size_t nkey) {
-  CDC_RETURN_IF_ERROR(Exec(db, "CREATE TABLE IF NOT EXISTS main.__cdc_bootstrap(tbl TEXT PRIMARY KEY, k0)"));
+  CDC_RETURN_IF_ERROR(Exec(db, "CREATE TABLE IF NOT EXISTS main.__cdc_bootstrap(tbl TEXT PRIMARY KEY, reason TEXT, k0)"));
+  CDC_RETURN_IF_ERROR(EnsureColumn(db, "__cdc_bootstrap", "reason", "TEXT"));  // made by an older version
   int64_t have = 0;
-  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT count(*) - 1 FROM pragma_table_info('__cdc_bootstrap', 'main')", &have));
+  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT count(*) - 2 FROM pragma_table_info('__cdc_bootstrap', 'main')", &have));
   std::string sql;
   for (size_t i = static_cast<size_t>(have); i < nkey; i++) {
     sql += "ALTER TABLE main.__cdc_bootstrap ADD COLUMN k" + std::to_string(i) + ";";
@@ -158,7 +154,22 @@ Status EnsureStateTable(sqlite3* db, size_t nkey) {
   return sql.empty() ? Status() : Exec(db, sql);
 }
 
-Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t chunk, int64_t* written) {
+}  // namespace
+
+Status WriteMarker(sqlite3* db, int op, int64_t shape, const std::string& reason) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "INSERT INTO main.__cdc_log(ts,shape,op,v0) VALUES(" + std::string(kNowMs) +
+                                         ",?1,?2,?3)"));
+  st.Bind(1, shape);
+  st.Bind(2, op);
+  if (reason.empty()) st.BindNull(3);
+  else st.Bind(3, reason);
+  if (st.Step() != SQLITE_DONE) return Status::FromDb(db, "write marker");
+  return Status();
+}
+
+Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t chunk, const std::string& reason,
+                 int64_t* written) {
   Savepoint sp(db, "cdc_bootstrap");
   CDC_RETURN_IF_ERROR(sp.Begin());
   Captured cap;
@@ -178,7 +189,7 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
     if (has_state) {
       CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(t.name)));
     }
-    CDC_RETURN_IF_ERROR(WriteMarker(db, cap.shape));
+    CDC_RETURN_IF_ERROR(WriteMarker(db, kOpBootstrap, cap.shape, reason));
     CDC_RETURN_IF_ERROR(WriteRows(db, cols, "FROM main." + Ident(t.name), {}, cap.shape, width, copy_ok, written));
     return sp.Release();
   }
@@ -211,8 +222,13 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
   }
   tail += " ORDER BY " + Join(key);
   if (!started) {
-    CDC_RETURN_IF_ERROR(WriteMarker(db, cap.shape));
-    CDC_RETURN_IF_ERROR(Exec(db, "INSERT INTO main.__cdc_bootstrap(tbl) VALUES(" + Literal(t.name) + ")"));
+    CDC_RETURN_IF_ERROR(WriteMarker(db, kOpBootstrap, cap.shape, reason));
+    Stmt ins;
+    CDC_RETURN_IF_ERROR(ins.Prepare(db, "INSERT INTO main.__cdc_bootstrap(tbl, reason) VALUES(?1, ?2)"));
+    ins.Bind(1, t.name);
+    if (reason.empty()) ins.BindNull(2);
+    else ins.Bind(2, reason);
+    if (ins.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
   }
   CDC_RETURN_IF_ERROR(WriteRows(db, cols, tail + " LIMIT " + std::to_string(chunk), binds, cap.shape, width, copy_ok, written));
   if (*written == 0) {
@@ -242,8 +258,6 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
   return sp.Release();
 }
 
-}  // namespace
-
 void SqlBootstrap(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   sqlite3* db = sqlite3_context_db_handle(ctx);
   const char* fn = "cdc_bootstrap";
@@ -255,7 +269,7 @@ void SqlBootstrap(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     if (st.ok() && chunk < 1) st = Status::Error("cdc_bootstrap: chunk size must be at least 1");
   }
   if (st.ok()) st = RequireWritable(db, fn);
-  if (st.ok()) st = Bootstrap(db, fn, table, chunk, &written);
+  if (st.ok()) st = Bootstrap(db, fn, table, chunk, "", &written);
   if (!st.ok()) return ResultError(ctx, st);
   sqlite3_result_int64(ctx, written);
 }

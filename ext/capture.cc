@@ -30,6 +30,7 @@
 // captured only with recursive_triggers on.
 #include "capture.h"
 
+#include "drift.h"
 #include "json.h"
 
 namespace cdc {
@@ -190,6 +191,8 @@ std::string Trigger(int64_t tid, const char* suffix, const std::string& when,
          Ident(t.name) + " FOR EACH ROW BEGIN\n" + body + "END;\n";
 }
 
+}  // namespace
+
 Status DropTriggers(sqlite3* db, int64_t tid) {
   const std::string prefix = TriggerPrefix(tid);
   Stmt st;
@@ -204,6 +207,8 @@ Status DropTriggers(sqlite3* db, int64_t tid) {
   sql += "DROP TABLE IF EXISTS main." + Ident(StageName(tid)) + ";";
   return Exec(db, sql);
 }
+
+namespace {
 
 // A captured table renamed with ALTER TABLE keeps its triggers (SQLite
 // moves them along) under its old __cdc_tables entry. Setting the new name
@@ -231,6 +236,15 @@ Status DropStaleCapture(sqlite3* db, const std::string& table, int64_t tid) {
 }
 
 }  // namespace
+
+int64_t CaptureSig(const std::string& sql) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : sql) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return static_cast<int64_t>(h);
+}
 
 int WantedLogWidth(size_t ncols) {
   // Tables of up to 8 columns keep an UPDATE's two images in one row; wider
@@ -326,8 +340,19 @@ Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
   CDC_RETURN_IF_ERROR(LogWidth(db, &width));
   CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
   CDC_RETURN_IF_ERROR(DropStaleCapture(db, t.name, tid));
-  Status st = Exec(db, CaptureSql(t, tid, shape, width));
+  const std::string sql = CaptureSql(t, tid, shape, width);
+  Status st = Exec(db, sql);
   if (!st.ok()) return Status::Error(std::string(fn) + ": cannot install triggers: " + st.message());
+  // What drift.cc compares the live schema with.
+  CDC_RETURN_IF_ERROR(EnsureColumn(db, "__cdc_tables", "sig", "INTEGER"));
+  CDC_RETURN_IF_ERROR(EnsureColumn(db, "__cdc_tables", "width", "INTEGER"));
+  CDC_RETURN_IF_ERROR(EnsureColumn(db, "__cdc_tables", "policy", "TEXT"));
+  Stmt up;
+  CDC_RETURN_IF_ERROR(up.Prepare(db, "UPDATE main.__cdc_tables SET sig = ?1, width = ?2 WHERE id = ?3"));
+  up.Bind(1, CaptureSig(sql));
+  up.Bind(2, width);
+  up.Bind(3, tid);
+  if (up.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
   return Status();
 }
 
@@ -344,6 +369,14 @@ Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
   int64_t tid = st.Int(0);
   const std::string name = st.Text(1);
   st = Stmt();
+  // Capture of a table that no longer exists ends with a DROP event, so a
+  // consumer drops its copy (drift.cc does the same when it heals).
+  TableInfo gone;
+  if (!InspectTable(db, fn, name, &gone).ok()) {
+    int64_t shape = 0;
+    CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT shape FROM main.__cdc_tables WHERE id = " + std::to_string(tid), &shape));
+    CDC_RETURN_IF_ERROR(WriteMarker(db, kOpDrop, shape, "dropped"));
+  }
   CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
   // Forget an unfinished chunked bootstrap: after a new cdc_setup, the next
   // cdc_bootstrap(table, n) must start over with its marker, not resume.
@@ -371,16 +404,73 @@ Status TeardownAll(sqlite3* db) {
   return Exec(db, sql);
 }
 
+namespace {
+
+// cdc_setup's options: {"on_schema_change": "resync" | "error"}. *policy is
+// left empty when the option is not given (a refresh keeps the table's).
+Status ParseSetupOptions(sqlite3* db, sqlite3_value* v, std::string* policy) {
+  const char* kUsage = " (e.g. '{\"on_schema_change\": \"error\"}')";
+  if (sqlite3_value_type(v) != SQLITE_TEXT) {
+    return Status::Error(std::string("cdc_setup: options must be JSON object text") + kUsage);
+  }
+  std::string text(reinterpret_cast<const char*>(sqlite3_value_text(v)),
+                   static_cast<size_t>(sqlite3_value_bytes(v)));
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT CASE WHEN json_valid(?1) THEN json_type(?1) = 'object' ELSE 0 END"));
+  st.Bind(1, text);
+  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, "cdc_setup");
+  if (st.Int(0) != 1) return Status::Error(std::string("cdc_setup: options must be a JSON object") + kUsage);
+  st = Stmt();
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT key, type, atom FROM json_each(?1)"));
+  st.Bind(1, text);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    const std::string key = st.Text(0);
+    if (key != "on_schema_change") {
+      return Status::Error("cdc_setup: unknown option " + Literal(key) + "; the only option is on_schema_change");
+    }
+    const std::string value = st.Text(1) == "text" ? st.Text(2) : std::string();
+    if (value != "resync" && value != "error") {
+      return Status::Error("cdc_setup: on_schema_change must be 'resync' or 'error'");
+    }
+    *policy = value;
+  }
+  if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_setup");
+  return Status();
+}
+
+}  // namespace
+
 void SqlSetup(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-  (void)argc;
   sqlite3* db = sqlite3_context_db_handle(ctx);
-  std::string table;
-  Status st = ArgText("cdc_setup", argv, 0, "table", &table);
-  if (st.ok()) st = RequireWritable(db, "cdc_setup");
+  const char* fn = "cdc_setup";
+  std::string table, policy;
+  Status st = ArgText(fn, argv, 0, "table", &table);
+  if (st.ok() && argc > 1) st = ParseSetupOptions(db, argv[1], &policy);
+  if (st.ok()) st = RequireWritable(db, fn);
   if (st.ok()) {
     Savepoint sp(db, "cdc_setup");
     st = sp.Begin();
-    if (st.ok()) st = SetupTable(db, "cdc_setup", table);
+    if (st.ok()) st = EnsureInternalTables(db);
+    // A refresh after a schema change that other writers may have been
+    // logged across (or not logged at all) resyncs the table (drift.cc).
+    std::string resync;
+    if (st.ok()) st = PrepareSetup(db, fn, table, &resync);
+    if (st.ok()) st = SetupTable(db, fn, table);
+    if (st.ok() && !policy.empty()) {
+      Stmt up;
+      st = up.Prepare(db, "UPDATE main.__cdc_tables SET policy = ?1 WHERE name = ?2 COLLATE NOCASE");
+      if (st.ok()) {
+        up.Bind(1, policy);
+        up.Bind(2, table);
+        if (up.Step() != SQLITE_DONE) st = Status::FromDb(db, fn);
+      }
+    }
+    if (st.ok() && !resync.empty()) {
+      TableInfo t;
+      st = InspectTable(db, fn, table, &t);
+      if (st.ok()) st = StartResync(db, fn, t.name, resync);
+    }
     if (st.ok()) st = sp.Release();
   }
   if (!st.ok()) return ResultError(ctx, st);

@@ -16,6 +16,11 @@ std::string CaptureSql(const TableInfo& t, int64_t tid, int64_t shape, int width
 int WantedLogWidth(size_t ncols);
 // JSON array of the table's column names, as stored in __cdc_shapes.
 std::string ColumnsJson(const TableInfo& t);
+// A hash of CaptureSql's text, stored per table: drift.cc recomputes it to
+// notice a constraint change that alters the triggers capture needs.
+int64_t CaptureSig(const std::string& sql);
+// Drops the triggers (and REPLACE stage) of table id `tid`.
+Status DropTriggers(sqlite3* db, int64_t tid);
 
 // Installs (or refreshes) capture of `table`. Must run inside a savepoint.
 Status SetupTable(sqlite3* db, const char* fn, const std::string& table);

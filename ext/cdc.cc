@@ -15,6 +15,7 @@ SQLITE_EXTENSION_INIT1
 
 #include "capture.h"
 #include "delivery.h"
+#include "drift.h"
 #include "listener.h"
 #include "util.h"
 
@@ -48,6 +49,7 @@ struct FunctionDef {
 const FunctionDef kFunctions[] = {
     {"cdc_version", 0, kPure, SqlVersion},
     {"cdc_setup", 1, kDirect, SqlSetup},
+    {"cdc_setup", 2, kDirect, SqlSetup},
     {"cdc_teardown", 0, kDirect, SqlTeardown},
     {"cdc_teardown", 1, kDirect, SqlTeardown},
     {"cdc_bootstrap", 1, kDirect, SqlBootstrap},
@@ -72,11 +74,15 @@ const FunctionDef kFunctions[] = {
 struct Registration {
   SqlFn fn;
   void* conn_state;
+  sqlite3* db;
 };
 
 void DestroyRegistration(void* p) {
   auto* reg = static_cast<Registration*>(p);
-  if (reg->conn_state) DestroyConnectionState(reg->conn_state);
+  if (reg->conn_state) {  // once per connection, as it closes
+    DestroyConnectionState(reg->conn_state);
+    ForgetConnection(reg->db);
+  }
   delete reg;
 }
 
@@ -107,7 +113,7 @@ extern "C" __attribute__((visibility("default"))) int sqlite3_cdc_init(
     // state: SQLite destroys it when the connection closes, which stops
     // that connection's listeners.
     auto* reg = new (std::nothrow) cdc::Registration{
-        f.fn, f.fn == cdc::SqlUnlisten ? cdc::NewConnectionState(db) : nullptr};
+        f.fn, f.fn == cdc::SqlUnlisten ? cdc::NewConnectionState(db) : nullptr, db};
     if (!reg) return SQLITE_NOMEM;
     // On failure SQLite calls DestroyRegistration itself.
     int rc = sqlite3_create_function_v2(db, f.name, f.nargs, f.flags, reg, cdc::Trampoline, nullptr,

@@ -6,7 +6,7 @@
 //       every retained change, filtered
 //
 // Declared schema:
-//   CREATE TABLE x(id, ts, tbl, op, before, after, consumer HIDDEN)
+//   CREATE TABLE x(id, ts, tbl, op, before, after, reason, consumer HIDDEN)
 // `before` / `after` are the images as JSON text (NULL where the op has none).
 //
 // xBestIndex uses these constraints; idxNum has one bit per kind and xFilter
@@ -25,12 +25,13 @@
 #include <memory>
 
 #include "delivery.h"
+#include "drift.h"
 
 namespace cdc {
 
 namespace {
 
-enum Column { kColId, kColTs, kColTbl, kColOp, kColBefore, kColAfter, kColConsumer };
+enum Column { kColId, kColTs, kColTbl, kColOp, kColBefore, kColAfter, kColReason, kColConsumer };
 enum Bits { kConsumer = 1, kIdGt = 2, kIdGe = 4, kIdLt = 8, kIdLe = 16, kIdEq = 32, kTblEq = 64 };
 
 struct Vtab {
@@ -45,7 +46,7 @@ struct Cursor {
 };
 
 int Connect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, char**) {
-  int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(id, ts, tbl, op, before, after, consumer HIDDEN)");
+  int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(id, ts, tbl, op, before, after, reason, consumer HIDDEN)");
   if (rc != SQLITE_OK) return rc;
   auto* v = static_cast<Vtab*>(sqlite3_malloc(sizeof(Vtab)));
   if (!v) return SQLITE_NOMEM;
@@ -217,7 +218,9 @@ int FilterImpl(sqlite3_vtab_cursor* cur, int idx, sqlite3_value** argv) {
     }  // another type: compared by SQLite with its affinity rules
   }
   if (empty || !InternalTablesExist(db)) return SQLITE_OK;
-  Status st = c->log.Open(db, r);
+  Status st = CheckCapture(db, "cdc_changes");
+  if (!st.ok()) return Fail(cur, st.message());
+  st = c->log.Open(db, r);
   if (!st.ok()) return Fail(cur, "cdc_changes: " + st.message());
   return NextImpl(cur);
 }
@@ -253,6 +256,11 @@ int ColumnValue(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) {
       break;
     case kColAfter:
       if (e.has_after) sqlite3_result_text64(ctx, e.after.data(), e.after.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+      break;
+    case kColReason:  // markers caused by a schema change (drift.cc)
+      if (!e.reason.empty()) {
+        sqlite3_result_text64(ctx, e.reason.data(), e.reason.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+      }
       break;
     default: break;  // consumer: NULL
   }

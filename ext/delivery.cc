@@ -7,6 +7,7 @@
 #include "delivery.h"
 
 #include "capture.h"
+#include "drift.h"
 #include "json.h"
 
 namespace cdc {
@@ -91,6 +92,7 @@ Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t li
                 std::string* out, int64_t* count) {
   int64_t pos = 0;
   CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &pos));
+  CDC_RETURN_IF_ERROR(CheckCapture(db, fn));
   ReadRange r;
   r.after = pos;
   r.limit = limit;
@@ -244,58 +246,54 @@ Status StatusJson(sqlite3* db, std::string* out) {
   JsonInt(out, last);
   out->append(",\"tables\":[");
   {
-    Stmt st;
-    CDC_RETURN_IF_ERROR(st.Prepare(
-        db, "SELECT t.name, t.shape, s.columns, "
-            // the three AFTER triggers cdc_setup installs (capture.cc)
-            "(SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
-            "  AND m.tbl_name = t.name COLLATE NOCASE AND m.name IN "
-            "  ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', '__cdc_' || t.id || '_delete')), "
-            // other triggers on the table created after the capture triggers
-            "(SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
-            "  AND m.tbl_name = t.name COLLATE NOCASE AND substr(m.name, 1, 6) <> '__cdc_' "
+    std::vector<CapturedTable> tables;
+    CDC_RETURN_IF_ERROR(ClassifyTables(db, nullptr, &tables));
+    // Other triggers on the table created after the capture triggers.
+    Stmt after;
+    CDC_RETURN_IF_ERROR(after.Prepare(
+        db, "SELECT count(*) FROM main.sqlite_schema AS m WHERE m.type = 'trigger' "
+            "  AND m.tbl_name = ?2 COLLATE NOCASE AND substr(m.name, 1, 6) <> '__cdc_' "
             "  AND m.rowid > (SELECT min(c.rowid) FROM main.sqlite_schema AS c WHERE c.type = 'trigger' "
-            "    AND c.name IN ('__cdc_' || t.id || '_insert', '__cdc_' || t.id || '_update', "
-            "                   '__cdc_' || t.id || '_delete'))) "
-            "FROM main.__cdc_tables AS t "
-            "JOIN main.__cdc_shapes AS s ON s.id = t.shape ORDER BY t.name"));
-    int rc, i = 0;
-    while ((rc = st.Step()) == SQLITE_ROW) {
+            "    AND c.name IN ('__cdc_' || ?1 || '_insert', '__cdc_' || ?1 || '_update', "
+            "                   '__cdc_' || ?1 || '_delete'))"));
+    int i = 0;
+    for (auto& c : tables) {
       if (i++) out->push_back(',');
-      std::string name = st.Text(0);
-      TableInfo t;
-      Status ins = InspectTable(db, "cdc_status", name, &t);
-      // Drift: the table is gone, its columns differ from what its triggers
-      // write, or its triggers are gone (the table was dropped and created
-      // again, or a trigger dropped by hand): run cdc_setup again.
-      bool columns_changed = ins.ok() && ColumnsJson(t) != st.Text(2);
-      bool triggers_missing = ins.ok() && st.Int(3) != 3;
       // SQLite fires the newest trigger first: an AFTER trigger created after
       // cdc_setup that writes the table runs before the capture trigger, so
       // its change is logged before the change that caused it (a replica
       // applying in id order ends stale). cdc_setup again reorders them.
-      bool triggers_after = ins.ok() && !triggers_missing && st.Int(4) > 0;
-      bool drift = !ins.ok() || columns_changed || triggers_missing || triggers_after;
+      bool triggers_after = false;
+      if (c.drift == Drift::kIntact) {
+        after.Bind(1, c.id);
+        after.Bind(2, c.name);
+        if (after.Step() != SQLITE_ROW) return Status::FromDb(db, "cdc_status");
+        triggers_after = after.Int(0) > 0;
+        after.Reset();
+      }
       out->append("{\"name\":");
-      JsonString(out, name);
+      JsonString(out, c.name);
       out->append(",\"shape\":");
-      JsonInt(out, st.Int(1));
+      JsonInt(out, c.shape);
       out->append(",\"columns\":");
-      out->append(st.Text(2));
+      out->append(c.columns);
+      out->append(",\"state\":\"");
+      out->append(DriftName(c.drift));
+      out->append("\",\"on_schema_change\":");
+      out->append(c.policy_error ? "\"error\"" : "\"resync\"");
+      out->append(",\"resyncing\":");
+      out->append(c.resyncing ? "true" : "false");
+      const bool drift = c.drift != Drift::kIntact || triggers_after;
       out->append(",\"drift\":");
       out->append(drift ? "true" : "false");
       if (drift) {
         out->append(",\"drift_reason\":");
-        JsonString(out, !ins.ok()        ? ins.message()
-                        : columns_changed ? std::string("columns changed; run cdc_setup again")
-                        : triggers_missing
-                            ? std::string("capture triggers are missing; run cdc_setup again")
-                            : std::string("triggers created after cdc_setup fire before capture; "
-                                          "run cdc_setup again"));
+        JsonString(out, triggers_after ? std::string("triggers created after cdc_setup fire before capture; "
+                                                     "run cdc_setup again")
+                                       : c.detail);
       }
       out->push_back('}');
     }
-    if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_status");
   }
   out->append("],\"consumers\":[");
   {

@@ -62,6 +62,7 @@
 
 #include "cdc.h"
 #include "delivery.h"
+#include "drift.h"
 #include "json.h"
 #include "signals.h"
 
@@ -100,6 +101,7 @@ struct Listener {
   // Batch storage, reused from batch to batch so that a steady drain
   // allocates nothing per event (listener thread only).
   std::vector<Event> slots;
+  SchemaSeen schema_seen;  // drift.cc's memory for `db` (listener thread only)
 
   // The acker (see the top of this file).
   sqlite3* ack_db = nullptr;  // its own connection (acker thread only)
@@ -500,6 +502,7 @@ Status Drain(Listener* l, bool* found) {
   size_t count = 0;
   while (!l->stop.IsSet()) {
     SetState(l, "reading");
+    CDC_RETURN_IF_ERROR(CheckCapture(l->db, "cdc_listen", &l->schema_seen));
     // One read transaction for the position and the batch: the statements
     // share one snapshot and one WAL read lock instead of taking their own.
     CDC_RETURN_IF_ERROR(Exec(l->db, "BEGIN"));
@@ -835,6 +838,7 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
   if (st.ok() && timeout < 0) st = Status::Error("cdc_wait: timeout_ms must not be negative");
   int64_t pos = 0, pending = 0;
   if (st.ok()) st = ConsumerPosition(db, fn, name, &pos);
+  if (st.ok()) st = CheckCapture(db, fn);
   if (st.ok()) st = PendingCount(db, pos, &pending);
   if (!st.ok()) return ResultError(ctx, st);
   if (pending > 0 || timeout == 0) return sqlite3_result_int64(ctx, pending);
@@ -865,7 +869,7 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
   {
     FineTimerSlack slack;  // the caller's thread, for the duration of the wait
     Stmt dv;
-    int64_t last_dv = -1;
+    int64_t last_dv = -1, first_sv = -1;
     for (;;) {
       int64_t v = -1;
       Status d = DataVersion(&dv, own, &v);
@@ -874,6 +878,13 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
         st = ConsumerPosition(own, fn, name, &pos);
         if (st.ok()) st = PendingCount(own, pos, &pending);
         if (!st.ok() || pending > 0) break;
+        // A schema change with no event (DROP TABLE): the caller's
+        // connection looks at it below, and may heal it with a resync.
+        int64_t sv = 0;
+        if (QueryInt(own, "PRAGMA main.schema_version", &sv).ok()) {
+          if (first_sv < 0) first_sv = sv;
+          if (sv != first_sv) break;
+        }
       }
       signals.AfterRead(false);
       if (clock->NowUs() >= until) break;
@@ -882,6 +893,11 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
     }
   }
   sqlite3_close_v2(own);
+  if (st.ok() && pending == 0) {
+    st = CheckCapture(db, fn);
+    if (st.ok()) st = ConsumerPosition(db, fn, name, &pos);
+    if (st.ok()) st = PendingCount(db, pos, &pending);
+  }
   if (!st.ok()) return ResultError(ctx, st);
   sqlite3_result_int64(ctx, pending);
 }

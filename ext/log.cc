@@ -16,7 +16,12 @@ void EventJson(std::string* out, const Event& e) {
   JsonString(out, e.table);
   out->append(",\"op\":\"");
   out->append(OpName(e.op));
-  out->append("\",\"before\":");
+  out->push_back('"');
+  if (!e.reason.empty()) {
+    out->append(",\"reason\":");
+    JsonString(out, e.reason);
+  }
+  out->append(",\"before\":");
   if (e.has_before) out->append(e.before);
   else out->append("null", 4);
   out->append(",\"after\":");
@@ -154,7 +159,13 @@ Status LogCursor::Next(bool* have, Event* into) {
     ev.op = op;
     size_t n = shape->keys.size();
     // Only the values the event uses; the rest of the row is padding.
-    size_t want = op == kOpUpdate ? 2 * n : (op == kOpBootstrap ? 0 : n);
+    const bool marker = op == kOpBootstrap || op == kOpDrop;
+    size_t want = op == kOpUpdate ? 2 * n : (marker ? 0 : n);
+    ev.reason.clear();
+    if (marker && ncol > 4 && sqlite3_column_type(s, 4) == SQLITE_TEXT) {
+      ev.reason.assign(reinterpret_cast<const char*>(sqlite3_column_text(s, 4)),
+                       static_cast<size_t>(sqlite3_column_bytes(s, 4)));
+    }
     seq_.assign(cont_.begin(), cont_.end());
     for (int c = 4; c < ncol && seq_.size() < want; c++) seq_.push_back(sqlite3_column_value(s, c));
     ev.has_before = op == kOpUpdate || op == kOpDelete;

@@ -25,6 +25,7 @@ struct Event {
   bool has_before = false, has_after = false;
   std::string before;  // JSON object text when has_before
   std::string after;   // JSON object text when has_after
+  std::string reason;  // markers written because of a schema change: why
 };
 
 // Appends the event as the JSON object of DESIGN §3.

@@ -17,6 +17,7 @@ const char* OpName(int op) {
     case kOpUpdate: return "UPDATE";
     case kOpDelete: return "DELETE";
     case kOpBootstrap: return "BOOTSTRAP";
+    case kOpDrop: return "DROP";
     default: return "?";
   }
 }

@@ -35,7 +35,10 @@
 namespace cdc {
 
 // Event kinds as stored in __cdc_log.op.
-enum Op : int { kOpCont = 0, kOpInsert = 1, kOpUpdate = 2, kOpDelete = 3, kOpBootstrap = 4 };
+// kOpBootstrap and kOpDrop are markers (no images); their v0 holds a reason
+// text when a schema change caused them (drift.cc), NULL for a requested
+// cdc_bootstrap.
+enum Op : int { kOpCont = 0, kOpInsert = 1, kOpUpdate = 2, kOpDelete = 3, kOpBootstrap = 4, kOpDrop = 5 };
 const char* OpName(int op);
 
 // Values one log row can hold, at most. Tables whose value sequence is longer

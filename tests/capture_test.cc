@@ -209,6 +209,9 @@ TEST(Capture, SetupIsIdempotent) {
 }
 
 // Schema changes: old events keep their old columns, new ones get the new.
+// A refresh after a committed ALTER (other writers may have been logged with
+// the old column list meanwhile) resyncs the table: a BOOTSTRAP marker with
+// the reason, then its rows.
 TEST(Capture, RefreshAfterAlterTable) {
   TempDir tmp;
   Db db(tmp.File("t.db"));
@@ -229,8 +232,15 @@ TEST(Capture, RefreshAfterAlterTable) {
   EXPECT_EQ(Describe(PollAll(db)),
             (Lines{R"(t INSERT null {"id":1,"a":"a1","b":"b1"})",
                    R"(t INSERT null {"id":2,"a":"a2","b":"b2"})",
+                   R"(t BOOTSTRAP (columns changed) null null)",
+                   R"(t INSERT null {"id":1,"a":"a1","b":"b1","c":"cd"})",
+                   R"(t INSERT null {"id":2,"a":"a2","b":"b2","c":"c2"})",
                    R"(t INSERT null {"id":3,"a":"a3","b":"b3","c":"c3"})",
                    R"(t UPDATE {"id":3,"a":"a3","b":"b3","c":"c3"} {"id":3,"a":"renamed","b":"b3","c":"c3"})",
+                   R"(t BOOTSTRAP (columns changed) null null)",
+                   R"(t INSERT null {"id":1,"aa":"a1","b":"b1","c":"cd"})",
+                   R"(t INSERT null {"id":2,"aa":"a2","b":"b2","c":"c2"})",
+                   R"(t INSERT null {"id":3,"aa":"renamed","b":"b3","c":"c3"})",
                    R"(t UPDATE {"id":3,"aa":"renamed","b":"b3","c":"c3"} {"id":3,"aa":"again","b":"b3","c":"c3"})"}));
 }
 
@@ -318,14 +328,16 @@ TEST(Capture, TeardownOneTableKeepsItsPendingEvents) {
 }
 
 // Renaming a captured table moves its triggers along; setting the new name
-// up again must not leave two sets of triggers (double events).
+// up again must not leave two sets of triggers (double events). Consumers are
+// told: a DROP of the old name, then the table under its new one.
 TEST(Capture, RenameTableThenSetupCapturesOnce) {
   TempDir tmp;
   Db db(tmp.File("t.db"));
   db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, u UNIQUE); SELECT cdc_setup('t');"
           "ALTER TABLE t RENAME TO t2; SELECT cdc_setup('t2'); INSERT INTO t2 VALUES(1, 1);");
   EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_schema WHERE type='trigger'"), "5");
-  EXPECT_EQ(Describe(PollAll(db)), (Lines{R"(t2 INSERT null {"id":1,"u":1})"}));
+  EXPECT_EQ(Describe(PollAll(db)), (Lines{"t DROP (renamed to t2) null null", "t2 BOOTSTRAP (renamed from t) null null",
+                                          R"(t2 INSERT null {"id":1,"u":1})"}));
   EXPECT_EQ(db.Rows("SELECT name FROM __cdc_tables"), (Lines{"t2"}));
   EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "0");
 }
@@ -336,7 +348,8 @@ TEST(Capture, DroppedTableShowsAsDriftAndCanBeTornDown) {
   db.Exec("CREATE TABLE t(x); SELECT cdc_setup('t'); INSERT INTO t VALUES(1); DROP TABLE t;");
   EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "1");
   EXPECT_EQ(db.One("SELECT cdc_teardown('t')"), "1");
-  EXPECT_EQ(Describe(PollAll(db)), (Lines{R"(t INSERT null {"x":1})"}));
+  // The teardown of a table that is gone tells consumers to drop their copy.
+  EXPECT_EQ(Describe(PollAll(db)), (Lines{R"(t INSERT null {"x":1})", "t DROP (dropped) null null"}));
 }
 
 // DESIGN §1.6: ids increase in commit order, across connections and processes.
@@ -368,7 +381,7 @@ TEST(Capture, IdsIncreaseInCommitOrderAcrossConnectionsAndProcesses) {
 
 // A captured table dropped and created again with the same columns has lost
 // its triggers: cdc_status must report it (not "no drift"), and cdc_setup
-// brings capture back.
+// brings capture back, with a resync (the rows changed without events).
 TEST(Capture, RecreatedTableWithoutTriggersIsReportedAsDrift) {
   TempDir tmp;
   Db db(tmp.File("t.db"));
@@ -376,14 +389,18 @@ TEST(Capture, RecreatedTableWithoutTriggersIsReportedAsDrift) {
           "DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, a); INSERT INTO t VALUES(1, 'lost')");
   EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "1");
   EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift_reason')"),
-            "capture triggers are missing; run cdc_setup again");
+            "capture triggers are missing: the table was rebuilt, or dropped and created again");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].state')"), "triggers_missing");
   db.Exec("DROP TRIGGER IF EXISTS __cdc_1_insert; SELECT cdc_setup('t'); INSERT INTO t VALUES(2, 'kept')");
   EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "0");
   // A capture trigger dropped by hand is drift too.
   db.Exec("DROP TRIGGER __cdc_1_update");
   EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.tables[0].drift')"), "1");
   db.Exec("SELECT cdc_setup('t')");
-  EXPECT_EQ(Describe(PollAll(db)), (Lines{R"(t INSERT null {"id":2,"a":"kept"})"}));
+  EXPECT_EQ(Describe(PollAll(db)),
+            (Lines{"t BOOTSTRAP (triggers missing) null null", R"(t INSERT null {"id":1,"a":"lost"})",
+                   R"(t INSERT null {"id":2,"a":"kept"})", "t BOOTSTRAP (triggers missing) null null",
+                   R"(t INSERT null {"id":1,"a":"lost"})", R"(t INSERT null {"id":2,"a":"kept"})"}));
 }
 
 // Foreign-key actions fire the child's triggers: cascaded changes are

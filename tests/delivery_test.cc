@@ -216,7 +216,7 @@ TEST(Status, ReportsTablesConsumersAndDrift) {
   auto s = strictjson::Parse(f.db.One("SELECT cdc_status()"));
   EXPECT_EQ(s["log_rows"].i, 3);  // id 1 pruned: both consumers are past it
   EXPECT_EQ(s["last_id"].i, 4);
-  EXPECT_EQ(cdctest::Dump(s["tables"]), R"([{"name":"t","shape":1,"columns":["id","v"],"drift":false}])");
+  EXPECT_EQ(cdctest::Dump(s["tables"]), R"([{"name":"t","shape":1,"columns":["id","v"],"state":"intact","on_schema_change":"resync","resyncing":false,"drift":false}])");
   ASSERT_EQ(s["consumers"].items.size(), 2u);
   EXPECT_EQ(s["consumers"][0]["name"].s, "a");
   EXPECT_EQ(s["consumers"][0]["position"].i, 1);

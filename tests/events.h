@@ -17,6 +17,7 @@ struct Ev {
   int64_t id = 0;
   int64_t ts = 0;
   std::string table, op;
+  std::string reason;               // markers caused by a schema change
   strictjson::Value before, after;  // kNull when absent
 };
 
@@ -53,11 +54,15 @@ inline std::vector<Ev> ParseEvents(const std::string& json) {
   EXPECT_EQ(arr.kind, strictjson::Value::kArray);
   for (auto& v : arr.items) {
     Ev e;
-    EXPECT_EQ(v.members.size(), 6u) << "event keys: id, ts, table, op, before, after";
     e.id = v["id"].i;
     e.ts = v["ts"].i;
     e.table = v["table"].s;
     e.op = v["op"].s;
+    // A "reason" only on BOOTSTRAP and DROP markers that a schema change caused.
+    bool marker = e.op == "BOOTSTRAP" || e.op == "DROP";
+    bool has_reason = v.members.size() == 7u && marker && v["reason"].kind == strictjson::Value::kString;
+    EXPECT_EQ(v.members.size(), has_reason ? 7u : 6u) << "event keys: id, ts, table, op, [reason,] before, after";
+    if (has_reason) e.reason = v["reason"].s;
     e.before = v["before"];
     e.after = v["after"];
     out.push_back(std::move(e));
@@ -121,7 +126,10 @@ inline std::string Dump(const strictjson::Value& v) {
 // "OP before after" per event, e.g. "INSERT null {"id":1}".
 inline std::vector<std::string> Describe(const std::vector<Ev>& evs) {
   std::vector<std::string> out;
-  for (auto& e : evs) out.push_back(e.table + " " + e.op + " " + Dump(e.before) + " " + Dump(e.after));
+  for (auto& e : evs) {
+    out.push_back(e.table + " " + e.op + (e.reason.empty() ? "" : " (" + e.reason + ")") + " " + Dump(e.before) +
+                  " " + Dump(e.after));
+  }
   return out;
 }
 

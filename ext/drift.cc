@@ -196,9 +196,20 @@ Status ContinueResyncs(sqlite3* db, const char* fn, bool* pending) {
                          ", 10000) until it returns 0)");
   }
   for (auto& t : tables) {
+    Savepoint sp(db, "cdc_resync");
+    CDC_RETURN_IF_ERROR(sp.Begin());
     int64_t written = 0;
     CDC_RETURN_IF_ERROR(Bootstrap(db, fn, t, kResyncChunk, "", &written));
-    if (written > 0) *pending = true;
+    // A short chunk reached the end of the table: the resync is complete.
+    // (Waiting for an empty chunk would chase a writer that keeps inserting
+    // at the end of the key range; its rows are captured by the triggers,
+    // installed before the snapshot began.)
+    if (written < kResyncChunk) {
+      CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(t)));
+    } else {
+      *pending = true;
+    }
+    CDC_RETURN_IF_ERROR(sp.Release());
   }
   return Status();
 }
@@ -347,7 +358,11 @@ Status StartResync(sqlite3* db, const char* fn, const std::string& table, const 
     CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(table)));
   }
   int64_t written = 0;
-  return Bootstrap(db, fn, table, kResyncChunk, reason, &written);
+  CDC_RETURN_IF_ERROR(Bootstrap(db, fn, table, kResyncChunk, reason, &written));
+  if (written < kResyncChunk) {  // the whole table in one chunk: complete
+    return Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(table));
+  }
+  return Status();
 }
 
 namespace {

@@ -308,6 +308,12 @@ class FineTimerSlack {
 // --- the listener thread ---------------------------------------------------
 
 // Calls the C callback with the batch.
+// cdc_change as callbacks registered with abi 1 know it (no reason).
+struct ChangeAbi1 {
+  int64_t id, ts;
+  const char *table, *op, *before, *after;
+};
+
 Status CallC(Listener* l, const Event* batch, size_t n) {
   std::vector<cdc_change> arr(n);
   for (size_t i = 0; i < n; i++) {
@@ -318,10 +324,16 @@ Status CallC(Listener* l, const Event* batch, size_t n) {
     arr[i].op = OpName(e.op);
     arr[i].before = e.has_before ? e.before.c_str() : nullptr;
     arr[i].after = e.has_after ? e.after.c_str() : nullptr;
+    arr[i].reason = e.reason.empty() ? nullptr : e.reason.c_str();
+  }
+  std::vector<ChangeAbi1> v1;
+  if (l->cb.abi == 1) {
+    for (auto& c : arr) v1.push_back({c.id, c.ts, c.table, c.op, c.before, c.after});
   }
   int rc;
   try {
-    rc = l->cb.fn(l->cb.user_data, arr.data(), static_cast<int>(n));
+    rc = v1.empty() ? l->cb.fn(l->cb.user_data, arr.data(), static_cast<int>(n))
+                    : l->cb.fn(l->cb.user_data, reinterpret_cast<const cdc_change*>(v1.data()), static_cast<int>(n));
   } catch (...) {
     return Status::Error("callback threw an exception");
   }
@@ -690,7 +702,7 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   if (!st.ok()) return ResultError(ctx, st);
   // The callback: a cdc_callback pointer (include/cdc.h) or an SQL function name.
   if (auto* cb = static_cast<cdc_callback*>(sqlite3_value_pointer(argv[1], CDC_CALLBACK_TYPE))) {
-    if (cb->abi != CDC_CALLBACK_ABI || !cb->fn) {
+    if ((cb->abi != 1 && cb->abi != CDC_CALLBACK_ABI) || !cb->fn) {
       return ResultError(ctx, Status::Error("cdc_listen: the cdc_callback has no function or an unknown abi"));
     }
     l->cb = *cb;

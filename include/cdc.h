@@ -55,17 +55,21 @@ extern "C" {
 
 /* Type tag of the pointer passed as cdc_listen's callback argument. */
 #define CDC_CALLBACK_TYPE "cdc_callback"
-/* Layout version of struct cdc_callback. */
-#define CDC_CALLBACK_ABI 1
+/* Layout version of struct cdc_callback and cdc_change. 2 added
+ * cdc_change.reason; callbacks registered with abi 1 still receive the
+ * six-field cdc_change of version 1. */
+#define CDC_CALLBACK_ABI 2
 
 /* One change, as the callback sees it (DESIGN §3). */
 typedef struct cdc_change {
   int64_t id;          /* change id, strictly increasing in commit order */
   int64_t ts;          /* Unix time in milliseconds of the change */
   const char *table;   /* table name */
-  const char *op;      /* "INSERT", "UPDATE", "DELETE" or "BOOTSTRAP" */
-  const char *before;  /* JSON object text, or NULL (INSERT, BOOTSTRAP) */
-  const char *after;   /* JSON object text, or NULL (DELETE, BOOTSTRAP) */
+  const char *op;      /* "INSERT", "UPDATE", "DELETE", "BOOTSTRAP" or "DROP" */
+  const char *before;  /* JSON object text, or NULL (INSERT, BOOTSTRAP, DROP) */
+  const char *after;   /* JSON object text, or NULL (DELETE, BOOTSTRAP, DROP) */
+  const char *reason;  /* BOOTSTRAP / DROP caused by a schema change: why
+                          (README "Schema changes"); else NULL. abi >= 2 */
 } cdc_change;
 
 /* Called with a batch of n >= 1 changes in id order. Return 0 = handled. */

@@ -6,6 +6,7 @@
 // Commits COUNT single-row INSERTs into t(v), one transaction each, pausing
 // PAUSE_MS after each; prints "done" and exits after the last commit. The
 // database (table t, capture, WAL or not) is prepared by the test.
+// CDC_WRITER_SQL replaces the INSERT (one parameter, ?1 = 1..COUNT).
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@ int main(int argc, char** argv) {
     sqlite3_free(sql);
   }
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, "INSERT INTO t(v) VALUES(?1)", -1, &st, nullptr) != SQLITE_OK) {
+  const char* sql = getenv("CDC_WRITER_SQL");
+  if (sqlite3_prepare_v2(db, sql ? sql : "INSERT INTO t(v) VALUES(?1)", -1, &st, nullptr) != SQLITE_OK) {
     fprintf(stderr, "prepare: %s\n", sqlite3_errmsg(db));
     return 1;
   }

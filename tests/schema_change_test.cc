@@ -426,3 +426,50 @@ TEST(SchemaChangeHealing, LegacyRenameKeepsWritesWorking) {
 }
 
 }  // namespace
+
+namespace {
+
+// A program built against the header of abi 1 knows a six-field cdc_change.
+struct ChangeV1 {
+  int64_t id, ts;
+  const char *table, *op, *before, *after;
+};
+struct V1Seen {
+  std::mutex mu;
+  std::vector<std::string> got;
+};
+int OnBatchV1(void* user, const cdc_change* c, int n) {
+  auto* seen = static_cast<V1Seen*>(user);
+  const auto* v1 = reinterpret_cast<const ChangeV1*>(c);
+  std::lock_guard<std::mutex> g(seen->mu);
+  for (int i = 0; i < n; i++) seen->got.push_back(std::to_string(v1[i].id) + " " + v1[i].table + " " + v1[i].op);
+  return 0;
+}
+
+TEST(SchemaChangeCallbacks, Abi1CallbacksStillGetTheirLayout) {
+  TempDir tmp;
+  const std::string path = tmp.File("t.db");
+  Db db(path);
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v); SELECT cdc_setup('t'), cdc_consumer_add('c');"
+          "INSERT INTO t VALUES(1, 'a'); DROP TABLE t; CREATE TABLE t(id INTEGER PRIMARY KEY, v);"
+          "INSERT INTO t VALUES(2, 'b')");
+  V1Seen seen;
+  cdc_callback cb{1, OnBatchV1, &seen, nullptr};
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db.get(), "SELECT cdc_listen('c', ?1)", -1, &st, nullptr), SQLITE_OK);
+  sqlite3_bind_pointer(st, 1, &cb, CDC_CALLBACK_TYPE, nullptr);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW) << sqlite3_errmsg(db.get());
+  sqlite3_finalize(st);
+  for (int i = 0; i < 2000; i++) {
+    {
+      std::lock_guard<std::mutex> g(seen.mu);
+      if (seen.got.size() >= 3) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  db.Exec("SELECT cdc_unlisten('c')");
+  std::lock_guard<std::mutex> g(seen.mu);
+  EXPECT_EQ(seen.got, (Lines{"1 t INSERT", "2 t BOOTSTRAP", "3 t INSERT"}));
+}
+
+}  // namespace

@@ -64,7 +64,7 @@ uninstall:
 # local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js.
 test-node: all
 	@tools/fetch_better_sqlite3.sh $(BUILD)/node || [ $$? -eq 77 ]  # 77: no Node.js >= 20 here: skipped
-	cd $(BUILD) && ctest --output-on-failure -R '^client[.]node$$'
+	cd $(BUILD) && ctest --output-on-failure -R '^client[.](node|orm_knex)$$'
 
 # Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
 .PHONY: soak fuzz fuzz-smoke

@@ -15,6 +15,12 @@ fi
 major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$major" -lt 20 ]; then echo "Node.js $(node --version) is older than 20"; exit 77; fi
 mod=$dir/node_modules/better-sqlite3
+# knex (pure JavaScript) drives the ORM migration test on top of it.
+if [ ! -f "$dir/node_modules/knex/package.json" ]; then
+  mkdir -p "$dir"
+  [ -f "$dir/package.json" ] || echo '{"private": true}' >"$dir/package.json"
+  (cd "$dir" && npm install --silent --no-audit --no-fund --ignore-scripts knex@3)
+fi
 if [ -f "$mod/build/Release/better_sqlite3.node" ]; then
   node -p "'better-sqlite3 ' + require('$mod/package.json').version + ' (built)'"
   exit 0

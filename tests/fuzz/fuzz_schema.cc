@@ -17,6 +17,11 @@
 //     value for value (types and bytes);
 //   - sometimes ALTER TABLE ADD COLUMN + cdc_setup (old events still
 //     decode), cdc_bootstrap (full or chunked) replayed the same way;
+//   - sometimes DDL by a connection that does not refresh capture, with
+//     legacy_alter_table on or off: ADD COLUMN, RENAME COLUMN, an ORM-style
+//     rebuild (copy into a new table, drop, rename) or DROP + CREATE; the
+//     next read must heal it with exactly one resync (a BOOTSTRAP marker with
+//     a reason), after which the model again equals the table;
 //   - cdc_status() is strict JSON; cdc_teardown() restores the schema.
 // Any violation aborts (libFuzzer saves the input).
 //
@@ -247,6 +252,7 @@ class Harness {
   }
 
   // Polls every new event and replays it onto model[table].
+  int resyncs_ = 0;  // BOOTSTRAP markers with a reason Replay met
   void Replay(const std::string& table, std::vector<Row>* model, const std::vector<std::string>& names) {
     for (;;) {
       std::string batch = Text("SELECT cdc_poll('c', 1000)");
@@ -264,6 +270,7 @@ class Harness {
         const std::string& op = e.Get("op")->s;
         if (op == "BOOTSTRAP") {
           model->clear();
+          resyncs_ += e.Get("reason") != nullptr;
           continue;
         }
         if (op == "UPDATE" || op == "DELETE") {
@@ -483,6 +490,59 @@ void RunOne(FuzzedDataProvider& f) {
         size_t col = f.ConsumeIntegralInRange<size_t>(0, names.size() - 1);
         sql = "DELETE FROM " + Q(t.name) + " WHERE " + Q(names[col]) + " IS ?1";
         vals.push_back(before[r][col]);
+      } else if (f.ConsumeIntegralInRange(0, 2) == 0) {
+        // DDL that nobody follows with cdc_setup (another application, an
+        // ORM): the next read heals it with one resync.
+        h.Replay(t.name, &model, names);
+        h.Must(f.ConsumeBool() ? "PRAGMA legacy_alter_table=ON" : "PRAGMA legacy_alter_table=OFF");
+        std::vector<Row> sqlrow;
+        h.Must("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1", arg, &sqlrow);
+        std::string ddl_sql = sqlrow.empty() ? "" : sqlrow[0][0].bytes;
+        std::string body = ddl_sql.substr(std::min(ddl_sql.size(), ddl_sql.find('(')));
+        std::string settable_cols;
+        for (auto& c : t.cols)
+          if (!c.generated) settable_cols += (settable_cols.empty() ? "" : ",") + Q(c.name);
+        std::string ddl;
+        bool changed = false;
+        int what = f.ConsumeIntegralInRange(0, 3);
+        if (what == 0) {
+          std::string col = Name(f) + "_x";
+          ddl = "ALTER TABLE " + Q(t.name) + " ADD COLUMN " + Q(col);
+          if ((changed = h.Exec(ddl) == SQLITE_OK)) t.cols.push_back(Column{col, false});
+        } else if (what == 1 && !t.cols.empty()) {
+          size_t i = f.ConsumeIntegralInRange<size_t>(0, t.cols.size() - 1);
+          std::string to = t.cols[i].name + "_r";
+          ddl = "ALTER TABLE " + Q(t.name) + " RENAME COLUMN " + Q(t.cols[i].name) + " TO " + Q(to);
+          if ((changed = h.Exec(ddl) == SQLITE_OK)) t.cols[i].name = to;
+        } else if (!body.empty() && !settable_cols.empty()) {
+          // The rebuild (what == 2) or DROP + CREATE (what == 3), in one
+          // transaction, as migration tools run them.
+          const std::string tmp = Q(t.name + "_new");
+          ddl = "BEGIN; CREATE TABLE " + tmp + body + ";";
+          if (what == 2) {
+            ddl += "INSERT INTO " + tmp + "(" + settable_cols + ") SELECT " + settable_cols + " FROM " + Q(t.name) + ";";
+          }
+          ddl += "DROP TABLE " + Q(t.name) + "; ALTER TABLE " + tmp + " RENAME TO " + Q(t.name) + "; COMMIT;";
+          // (Exec runs one statement: the script goes through sqlite3_exec.)
+          changed = sqlite3_exec(db, ddl.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
+          if (!sqlite3_get_autocommit(db)) h.Must("ROLLBACK");
+        }
+        h.Must("PRAGMA legacy_alter_table=OFF");
+        if (getenv("FUZZ_SCHEMA_TRACE")) fprintf(stderr, "TRACE ddl %d %s\n", changed ? 1 : 0, ddl.c_str());
+        h.Snapshot(t.name, &names);
+        h.LoadKey(t.name);
+        int resyncs = h.resyncs_;
+        h.Replay(t.name, &model, names);
+        if (h.resyncs_ - resyncs != (changed ? 1 : 0)) {
+          Fail(std::to_string(h.resyncs_ - resyncs) + " resyncs for one change", create + "\n" + ddl);
+        }
+        std::vector<Row> state;
+        h.Must("SELECT json_extract(value, '$.state') FROM json_each(cdc_status(), '$.tables') "
+               "WHERE json_extract(value, '$.name') = ?1", arg, &state);
+        if (state.empty() || state[0][0].bytes != "intact") Fail("capture not healed after " + ddl, create);
+        std::vector<Row> now = AsEvents(h.Snapshot(t.name, &names));
+        if (!SameRows(model, now)) Fail("replica differs from the table after healing", create + "\n" + ddl);
+        continue;
       } else if (f.ConsumeBool()) {
         // A schema change, then a refresh: old events keep their shape.
         h.Replay(t.name, &model, names);

@@ -94,10 +94,11 @@ uninstall:
 	tools/uninstall.sh $(BUILD)/install_manifest.txt
 
 # Node.js client test: builds better-sqlite3@12 from source (npm registry,
-# local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js.
+# local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js
+# and the npm package's test (tests/packaging/npm_package_test.sh, same build).
 test-node: all
 	@tools/fetch_better_sqlite3.sh $(BUILD)/node || [ $$? -eq 77 ]  # 77: no Node.js >= 20 here: skipped
-	cd $(BUILD) && ctest --output-on-failure -R '^client[.]node$$'
+	cd $(BUILD) && ctest --output-on-failure -R '^(client[.]node|package[.]npm)$$'
 
 # Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
 .PHONY: soak fuzz fuzz-smoke

@@ -15,8 +15,9 @@ pkgs=(g++ make cmake pkg-config libsqlite3-dev sqlite3)
 # Debian's wheel tooling (make python) and venv with its bundled pip (the
 # package test installs the wheel into a fresh venv).
 python=(python3 python3-build python3-wheel python3-setuptools python3-venv)
-# dpkg-shlibdeps, which computes the Depends of make deb.
-deb=(dpkg-dev)
+# What CPack runs to compute the Depends of make deb: dpkg-shlibdeps, and
+# file (it finds the binaries to hand to dpkg-shlibdeps).
+deb=(dpkg-dev file)
 # Machines of this kind ship Node.js with npm; Debian's npm is the fallback.
 npm=()
 command -v npm >/dev/null 2>&1 || npm=(npm)

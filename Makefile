@@ -36,8 +36,9 @@ check: all
 
 # Only what the demo needs: the demo's packages, and cdc.so alone (a fresh
 # $(BUILD) is configured without the test suite; `make check` adds it).
+ext-only = @[ -f $(BUILD)/CMakeCache.txt ] || $(call configure,OFF)
 demo: deps-demo
-	@[ -f $(BUILD)/CMakeCache.txt ] || $(call configure,OFF)
+	$(ext-only)
 	@cmake --build $(BUILD) -j $(JOBS) --target cdc
 	@sql/demo.sh $(BUILD)/cdc
 
@@ -45,7 +46,6 @@ demo: deps-demo
 # Debian's Python tooling, an npm tarball (npm pack), a Debian package (CPack).
 # Each needs cdc.so (and cdc-stream) only, not the test suite.
 DIST ?= $(BUILD)/dist
-ext-only = @[ -f $(BUILD)/CMakeCache.txt ] || $(call configure,OFF)
 python: deps-python
 	$(ext-only)
 	@cmake --build $(BUILD) -j $(JOBS) --target cdc
@@ -84,8 +84,11 @@ test-sqlite-latest: deps-test
 	cd $(LATEST) && ctest --output-on-failure -j $(JOBS) -E '^(fuzz|soak)\.'
 
 # Installs into $(PREFIX) (DESTDIR honoured): see README "Install".
+# Builds what is installed only (the extension and cdc-stream).
 PREFIX ?= /usr/local
-install: all
+install: deps-demo
+	$(ext-only)
+	@cmake --build $(BUILD) -j $(JOBS) --target cdc cdc-stream
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # Removes what the last `make install` from $(BUILD) installed (its manifest

@@ -47,7 +47,7 @@ fi
 
 # One dpkg-query for all of them; a package dpkg has never heard of is missing too.
 installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${pkgs[@]}" 2>/dev/null |
-            awk '$1 == "ii" { print $2 }' | sed 's/:.*//') || true
+            awk 'substr($1, 2, 1) == "i" { print $2 }' | sed 's/:.*//') || true
 need=()
 for p in "${pkgs[@]}"; do
   grep -qx -- "$p" <<<"$installed" || need+=("$p")

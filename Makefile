@@ -4,17 +4,26 @@ comma := ,
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test check demo bench clean sanitize tsan test-sqlite-latest install uninstall test-node soak
+.PHONY: all test check demo bench clean sanitize tsan test-sqlite-latest install uninstall test-node soak \
+	deps-demo deps-test deps-python deps-npm deps-deb python npm deb
 
-all: $(BUILD)/Makefile
+# Set-up: tools/deps.sh installs the Debian packages that are missing (the
+# demo's few, or all the suite's); silent when they are all there.
+deps-demo:
+	@tools/deps.sh demo
+deps-test:
+	@tools/deps.sh test
+
+# $(BUILD) with the test suite on: configured once, and again when `make demo`
+# configured it without the suite (CMake itself re-runs when CMakeLists.txt changes).
+configure = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_BUILD_TESTS=$(1) $(CMAKE_FLAGS) >/dev/null
+all: deps-test
+	@grep -qs '^CDC_BUILD_TESTS:BOOL=ON' $(BUILD)/CMakeCache.txt || $(call configure,ON)
 	@cmake --build $(BUILD) -j $(JOBS)
-
-$(BUILD)/Makefile: CMakeLists.txt
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 
 # Everything CI runs: the suite, then the suite under ASan+UBSan and TSan,
 # against the newest SQLite from the npm registry, and the Node.js client.
-test:
+test: deps-test
 	$(MAKE) check
 	$(MAKE) sanitize
 	$(MAKE) tsan
@@ -25,13 +34,37 @@ test:
 check: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-demo: all
+# Only what the demo needs: the demo's packages, and cdc.so alone (a fresh
+# $(BUILD) is configured without the test suite; `make check` adds it).
+ext-only = @[ -f $(BUILD)/CMakeCache.txt ] || $(call configure,OFF)
+demo: deps-demo
+	$(ext-only)
+	@cmake --build $(BUILD) -j $(JOBS) --target cdc
 	@sql/demo.sh $(BUILD)/cdc
+
+# Packages, into $(DIST) (see README "Packages"): a wheel built offline with
+# Debian's Python tooling, an npm tarball (npm pack), a Debian package (CPack).
+# Each needs cdc.so (and cdc-stream) only, not the test suite.
+DIST ?= $(BUILD)/dist
+python: deps-python
+	$(ext-only)
+	@cmake --build $(BUILD) -j $(JOBS) --target cdc
+	@packaging/python/build.sh $(BUILD) $(DIST)
+npm: deps-npm
+	$(ext-only)
+	@cmake --build $(BUILD) -j $(JOBS) --target cdc
+	@packaging/node/pack.sh $(BUILD) $(DIST)
+deb: deps-deb
+	$(ext-only)
+	@cmake --build $(BUILD) -j $(JOBS) --target cdc cdc-stream
+	@packaging/deb.sh $(BUILD) $(DIST)
+deps-python deps-npm deps-deb:
+	@tools/deps.sh demo $(@:deps-%=%)
 
 # Benchmarks: a separate Release build (build-bench), then one markdown table
 # of capture-overhead ratios. CDC_BENCH_QUICK=1 for a smoke run.
 BENCH_BUILD ?= build-bench
-bench:
+bench: deps-test
 	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DCDC_BUILD_BENCH=ON -DCDC_BUILD_TESTS=OFF >/dev/null
 	@cmake --build $(BENCH_BUILD) -j $(JOBS) >&2
 	@python3 bench/report.py $(BENCH_BUILD)/bench/cdc_bench
@@ -44,15 +77,18 @@ clean:
 # cmake/sqlite_amalgamation.cmake.
 LATEST ?= build-sqlite-latest
 SQLITE_LATEST_PKG ?= better-sqlite3@12
-test-sqlite-latest:
+test-sqlite-latest: deps-test
 	@tools/fetch_sqlite_amalgamation.sh $(LATEST)/npm $(SQLITE_LATEST_PKG) | sed 's/^/SQLite amalgamation: /'
 	@cmake -S . -B $(LATEST) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SQLITE_AMALGAMATION=$(CURDIR)/$(LATEST)/npm/sqlite3 $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(LATEST) -j $(JOBS)
 	cd $(LATEST) && ctest --output-on-failure -j $(JOBS) -E '^(fuzz|soak)\.'
 
 # Installs into $(PREFIX) (DESTDIR honoured): see README "Install".
+# Builds what is installed only (the extension and cdc-stream).
 PREFIX ?= /usr/local
-install: all
+install: deps-demo
+	$(ext-only)
+	@cmake --build $(BUILD) -j $(JOBS) --target cdc cdc-stream
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # Removes what the last `make install` from $(BUILD) installed (its manifest
@@ -61,10 +97,11 @@ uninstall:
 	tools/uninstall.sh $(BUILD)/install_manifest.txt
 
 # Node.js client test: builds better-sqlite3@12 from source (npm registry,
-# local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js.
+# local Node headers; cached in $(BUILD)/node), then runs tests/node_client_test.js
+# and the npm package's test (tests/packaging/npm_package_test.sh, same build).
 test-node: all
 	@tools/fetch_better_sqlite3.sh $(BUILD)/node || [ $$? -eq 77 ]  # 77: no Node.js >= 20 here: skipped
-	cd $(BUILD) && ctest --output-on-failure -R '^client[.](node|orm_knex)$$'
+	cd $(BUILD) && ctest --output-on-failure -R '^(client[.](node|orm_knex)|package[.]npm)$$'
 
 # Multi-process soak with SIGKILLs and a full audit (tests/soak/soak.cc).
 .PHONY: soak fuzz fuzz-smoke
@@ -107,10 +144,10 @@ define san_build
 	  ctest --output-on-failure -j $(JOBS) -E $(3)
 endef
 
-sanitize:
+sanitize: deps-test
 	$(call san_build,build-asan,address$(comma)undefined,$(ASAN_NOLEAK_TESTS))
 	cd build-asan && LD_PRELOAD=$(SAN_PRELOAD_address$(comma)undefined) ASAN_OPTIONS=detect_leaks=0 \
 	  ctest --output-on-failure -j $(JOBS) -R $(ASAN_NOLEAK_TESTS) -E $(ASAN_SKIP)
 
-tsan:
+tsan: deps-test
 	$(call san_build,build-tsan,thread,$(HOST_TESTS))

@@ -33,7 +33,9 @@ Status LoadCaptured(sqlite3* db, const char* fn, const std::string& table, Captu
       std::string(fn) + ": table " + Literal(table) + " is not captured (run SELECT cdc_setup(" +
       Literal(table) + ") first)";
   CDC_RETURN_IF_ERROR(InspectTable(db, fn, table, &out->t));
-  if (!InternalTablesExist(db)) return Status::Error(not_captured);
+  bool exist = false;
+  CDC_RETURN_IF_ERROR(InternalTablesExist(db, &exist));
+  if (!exist) return Status::Error(not_captured);
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
       db, "SELECT t.shape, s.columns, "

@@ -332,7 +332,9 @@ Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
 }
 
 Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
-  if (!InternalTablesExist(db)) {
+  bool exist = false;
+  CDC_RETURN_IF_ERROR(InternalTablesExist(db, &exist));
+  if (!exist) {
     return Status::Error(std::string(fn) + ": table " + Literal(table) + " is not captured");
   }
   Stmt st;

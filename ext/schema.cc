@@ -125,13 +125,24 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
 }
 
 bool InternalTablesExist(sqlite3* db) {
+  bool exist = false;
+  return InternalTablesExist(db, &exist).ok() && exist;
+}
+
+Status InternalTablesExist(sqlite3* db, bool* exist) {
   int64_t n = 0;
-  Status st = QueryInt(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_log'", &n);
-  return st.ok() && n > 0;
+  CDC_RETURN_IF_ERROR(
+      QueryInt(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_log'", &n));
+  *exist = n > 0;
+  return Status();
 }
 
 Status EnsureInternalTables(sqlite3* db) {
-  if (InternalTablesExist(db)) return Status();
+  // An error here must end the caller: after an I/O error SQLite has rolled
+  // back its transaction, and tables created now would commit on their own.
+  bool exist = false;
+  CDC_RETURN_IF_ERROR(InternalTablesExist(db, &exist));
+  if (exist) return Status();
   return Exec(db,
               "CREATE TABLE IF NOT EXISTS main.__cdc_tables("
               "id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, shape INTEGER NOT NULL);"

@@ -67,7 +67,9 @@ struct TableInfo {
 Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableInfo* out);
 
 bool IsInternalName(const std::string& name);
-bool InternalTablesExist(sqlite3* db);
+bool InternalTablesExist(sqlite3* db);  // false on an error too
+// The same, reporting an error (out of memory, I/O) instead of "no".
+Status InternalTablesExist(sqlite3* db, bool* exist);
 Status EnsureInternalTables(sqlite3* db);
 // Number of value columns (v0..) __cdc_log has now.
 Status LogWidth(sqlite3* db, int* width);

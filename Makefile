@@ -1,5 +1,6 @@
 # Thin wrapper over CMake. `make` builds build/cdc.so.
 BUILD ?= build
+.DEFAULT_GOAL := all
 comma := ,
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -116,6 +117,22 @@ fuzz:
 	FUZZ_SEED=$${FUZZ_SEED:-0} tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 fuzz-smoke:
 	tests/fuzz/run.sh $(BUILD)/fuzz 25
+
+# Fault-injection campaigns (tests/faults/): out-of-memory and I/O-error
+# loops over every operation trying up to FAULT_MAX_N fault points each (all
+# of them when there are fewer, else that many at random), the listener under
+# faults, and FAULT_SECONDS of random power-loss crashes per journal mode.
+# The suite runs short deterministic loops of the same (ctest faults.*).
+.PHONY: faults
+FAULT_SEED ?= $(shell date +%s)
+FAULT_SECONDS ?= 60
+FAULT_MAX_N ?= 1000
+faults: all
+	@rm -f $(BUILD)/faults-report.txt
+	CDC_FAULTS_LONG=1 CDC_FAULTS_SEED=$(FAULT_SEED) CDC_FAULTS_SECONDS=$(FAULT_SECONDS) \
+	  CDC_FAULTS_MAX_N=$(FAULT_MAX_N) CDC_FAULTS_REPORT=$(CURDIR)/$(BUILD)/faults-report.txt \
+	  CDC_EXTENSION=$(CURDIR)/$(BUILD)/cdc $(BUILD)/tests/faults/cdc_faults --gtest_brief=1
+	@tests/faults/summary.sh $(BUILD)/faults-report.txt $(FAULT_SEED)
 
 # Sanitizer runs of the whole suite (separate build dirs; the test binaries,
 # helper programs and cdc.so are all instrumented).

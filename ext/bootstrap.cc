@@ -33,7 +33,9 @@ Status LoadCaptured(sqlite3* db, const char* fn, const std::string& table, Captu
       std::string(fn) + ": table " + Literal(table) + " is not captured (run SELECT cdc_setup(" +
       Literal(table) + ") first)";
   CDC_RETURN_IF_ERROR(InspectTable(db, fn, table, &out->t));
-  if (!InternalTablesExist(db)) return Status::Error(not_captured);
+  bool exist = false;
+  CDC_RETURN_IF_ERROR(InternalTablesExist(db, &exist));
+  if (!exist) return Status::Error(not_captured);
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
       db, "SELECT t.shape, s.columns, "
@@ -142,6 +144,8 @@ Status WriteRows(sqlite3* db, const std::vector<std::string>& cols, const std::s
   return Status();
 }
 
+}  // namespace
+
 Status EnsureStateTable(sqlite3* db, size_t nkey) {
   CDC_RETURN_IF_ERROR(Exec(db, "CREATE TABLE IF NOT EXISTS main.__cdc_bootstrap(tbl TEXT PRIMARY KEY, reason TEXT, k0)"));
   CDC_RETURN_IF_ERROR(EnsureColumn(db, "__cdc_bootstrap", "reason", "TEXT"));  // made by an older version
@@ -153,6 +157,8 @@ Status EnsureStateTable(sqlite3* db, size_t nkey) {
   }
   return sql.empty() ? Status() : Exec(db, sql);
 }
+
+namespace {
 
 }  // namespace
 

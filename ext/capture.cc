@@ -193,7 +193,7 @@ std::string Trigger(int64_t tid, const char* suffix, const std::string& when,
 
 }  // namespace
 
-Status DropTriggers(sqlite3* db, int64_t tid) {
+Status DropTriggers(sqlite3* db, int64_t tid, bool drop_stage) {
   const std::string prefix = TriggerPrefix(tid);
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
@@ -204,7 +204,7 @@ Status DropTriggers(sqlite3* db, int64_t tid) {
   while ((rc = st.Step()) == SQLITE_ROW) sql += "DROP TRIGGER main." + Ident(st.Text(0)) + ";";
   if (rc != SQLITE_DONE) return Status::FromDb(db, "drop triggers");
   st = Stmt();
-  sql += "DROP TABLE IF EXISTS main." + Ident(StageName(tid)) + ";";
+  if (drop_stage) sql += "DROP TABLE IF EXISTS main." + Ident(StageName(tid)) + ";";
   return Exec(db, sql);
 }
 
@@ -215,7 +215,7 @@ namespace {
 // up must replace them, not add a second set (every change logged twice):
 // drop every capture trigger on `table` that belongs to another table id,
 // and that id's entry.
-Status DropStaleCapture(sqlite3* db, const std::string& table, int64_t tid) {
+Status DropStaleCapture(sqlite3* db, const std::string& table, int64_t tid, bool drop_stage) {
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
       db, "SELECT DISTINCT CAST(substr(name, 7) AS INTEGER) FROM main.sqlite_schema "
@@ -229,7 +229,7 @@ Status DropStaleCapture(sqlite3* db, const std::string& table, int64_t tid) {
   if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_setup");
   st = Stmt();
   for (int64_t old : stale) {
-    CDC_RETURN_IF_ERROR(DropTriggers(db, old));
+    CDC_RETURN_IF_ERROR(DropTriggers(db, old, drop_stage));
     CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(old)));
   }
   return Status();
@@ -275,7 +275,7 @@ std::string CaptureSql(const TableInfo& t, int64_t tid, int64_t shape, int width
   both.insert(both.end(), after.begin(), after.end());
   std::string sql;
   if (stage) {
-    sql += "CREATE TABLE main." + Ident(StageName(tid)) + "(";
+    sql += "CREATE TABLE IF NOT EXISTS main." + Ident(StageName(tid)) + "(";
     for (size_t i = 0; i < t.columns.size(); i++) sql += (i ? ",c" : "c") + std::to_string(i);
     sql += ");\n";
     sql += Trigger(tid, "before_insert", "BEFORE INSERT", t, StageRows(t, tid, false));
@@ -296,7 +296,7 @@ std::string CaptureSql(const TableInfo& t, int64_t tid, int64_t shape, int width
   return sql;
 }
 
-Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
+Status SetupTable(sqlite3* db, const char* fn, const std::string& table, bool in_reader) {
   // The caller's Savepoint holds the write lock (BEGIN IMMEDIATE in
   // autocommit), so the schema read below cannot go stale before the
   // triggers are written.
@@ -338,8 +338,19 @@ Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
   int width = 0;
   CDC_RETURN_IF_ERROR(WidenLog(db, WantedLogWidth(t.columns.size())));
   CDC_RETURN_IF_ERROR(LogWidth(db, &width));
-  CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
-  CDC_RETURN_IF_ERROR(DropStaleCapture(db, t.name, tid));
+  // The table's REPLACE stage is kept and reused (widened below): DROP TABLE
+  // fails with "database table is locked" while another statement of the
+  // connection reads, as the cdc_changes scan that heals a schema change does.
+  CDC_RETURN_IF_ERROR(DropTriggers(db, tid, false));
+  CDC_RETURN_IF_ERROR(DropStaleCapture(db, t.name, tid, !in_reader));
+  if (HasStage(t)) {
+    const std::string stage = StageName(tid);
+    bool exists = false;
+    CDC_RETURN_IF_ERROR(TableExists(db, stage, &exists));
+    for (size_t i = 0; exists && i < t.columns.size(); i++) {
+      CDC_RETURN_IF_ERROR(EnsureColumn(db, stage, "c" + std::to_string(i), ""));
+    }
+  }
   const std::string sql = CaptureSql(t, tid, shape, width);
   Status st = Exec(db, sql);
   if (!st.ok()) return Status::Error(std::string(fn) + ": cannot install triggers: " + st.message());
@@ -357,7 +368,9 @@ Status SetupTable(sqlite3* db, const char* fn, const std::string& table) {
 }
 
 Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
-  if (!InternalTablesExist(db)) {
+  bool exist = false;
+  CDC_RETURN_IF_ERROR(InternalTablesExist(db, &exist));
+  if (!exist) {
     return Status::Error(std::string(fn) + ": table " + Literal(table) + " is not captured");
   }
   Stmt st;
@@ -372,12 +385,14 @@ Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
   // Capture of a table that no longer exists ends with a DROP event, so a
   // consumer drops its copy (drift.cc does the same when it heals).
   TableInfo gone;
-  if (!InspectTable(db, fn, name, &gone).ok()) {
+  Status ins = InspectTable(db, fn, name, &gone);
+  if (!ins.ok() && (ins.code() & 0xff) != SQLITE_ERROR) return ins;  // out of memory, I/O: not gone
+  if (!ins.ok()) {
     int64_t shape = 0;
     CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT shape FROM main.__cdc_tables WHERE id = " + std::to_string(tid), &shape));
     CDC_RETURN_IF_ERROR(WriteMarker(db, kOpDrop, shape, "dropped"));
   }
-  CDC_RETURN_IF_ERROR(DropTriggers(db, tid));
+  CDC_RETURN_IF_ERROR(DropTriggers(db, tid, true));
   // Forget an unfinished chunked bootstrap: after a new cdc_setup, the next
   // cdc_bootstrap(table, n) must start over with its marker, not resume.
   int64_t has_state = 0;

@@ -19,11 +19,15 @@ std::string ColumnsJson(const TableInfo& t);
 // A hash of CaptureSql's text, stored per table: drift.cc recomputes it to
 // notice a constraint change that alters the triggers capture needs.
 int64_t CaptureSig(const std::string& sql);
-// Drops the triggers (and REPLACE stage) of table id `tid`.
-Status DropTriggers(sqlite3* db, int64_t tid);
+// Drops the triggers (and, with drop_stage, the REPLACE stage) of table id
+// `tid`. A stage left behind is reused by the next setup of the id, or
+// dropped by cdc_teardown().
+Status DropTriggers(sqlite3* db, int64_t tid, bool drop_stage);
 
 // Installs (or refreshes) capture of `table`. Must run inside a savepoint.
-Status SetupTable(sqlite3* db, const char* fn, const std::string& table);
+// `in_reader`: called by a reader healing a schema change (drift.cc), maybe
+// while another statement of the connection reads: drops no table.
+Status SetupTable(sqlite3* db, const char* fn, const std::string& table, bool in_reader = false);
 // Removes capture of one table; its logged changes stay.
 Status TeardownTable(sqlite3* db, const char* fn, const std::string& table);
 // Removes every trigger and internal table.

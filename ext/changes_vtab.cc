@@ -217,7 +217,11 @@ int FilterImpl(sqlite3_vtab_cursor* cur, int idx, sqlite3_value** argv) {
                      static_cast<size_t>(sqlite3_value_bytes(x)));
     }  // another type: compared by SQLite with its affinity rules
   }
-  if (empty || !InternalTablesExist(db)) return SQLITE_OK;
+  if (empty) return SQLITE_OK;
+  bool exist = false;
+  Status ex = InternalTablesExist(db, &exist);
+  if (!ex.ok()) return Fail(cur, "cdc_changes: " + ex.message());
+  if (!exist) return SQLITE_OK;
   Status st = CheckCapture(db, "cdc_changes");
   if (!st.ok()) return Fail(cur, st.message());
   st = c->log.Open(db, r);

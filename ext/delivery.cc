@@ -27,7 +27,11 @@ Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, in
   // The hot path of poll, ack and wait: prepare first, and look at the schema
   // only to explain a failure (no internal tables yet = no such consumer).
   Status prep = st.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1");
-  if (!prep.ok()) return InternalTablesExist(db) ? prep : Status::Error(NoConsumer(fn, name));
+  if (!prep.ok()) {
+    // Out of memory, an I/O error...: say so, not "no such consumer".
+    if ((prep.code() & 0xff) != SQLITE_ERROR) return prep;
+    return InternalTablesExist(db) ? prep : Status::Error(NoConsumer(fn, name));
+  }
   st.Bind(1, name);
   int rc = st.Step();
   if (rc == SQLITE_DONE) return Status::Error(NoConsumer(fn, name));
@@ -225,7 +229,9 @@ Status StatusJson(sqlite3* db, std::string* out) {
   int64_t now = 0;
   CDC_RETURN_IF_ERROR(QueryInt(db, std::string("SELECT ") + kNowMs, &now));
   out->assign("{\"version\":\"" CDC_VERSION_STRING "\"");
-  if (!InternalTablesExist(db)) {
+  bool exist = false;
+  CDC_RETURN_IF_ERROR(InternalTablesExist(db, &exist));
+  if (!exist) {
     out->append(",\"log_rows\":0,\"last_id\":0,\"tables\":[],\"consumers\":[],\"listeners\":");
     AppendListenersJson(db, out);
     out->push_back('}');

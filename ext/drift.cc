@@ -59,12 +59,12 @@ std::string TriggerPrefix(int64_t tid) { return "__cdc_" + std::to_string(tid) +
 
 Status SchemaVersion(sqlite3* db, int64_t* v) { return QueryInt(db, "PRAGMA main.schema_version", v); }
 
-bool TableExists(sqlite3* db, const char* name) {
-  int64_t n = 0;
-  Stmt st;
-  if (!st.Prepare(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?1").ok()) return false;
-  st.Bind(1, std::string(name));
-  return st.Step() == SQLITE_ROW && (n = st.Int(0)) > 0;
+// Forgets a resync of `table` in progress, if any.
+Status ForgetResync(sqlite3* db, const std::string& table) {
+  bool state = false;
+  CDC_RETURN_IF_ERROR(TableExists(db, "__cdc_bootstrap", &state));
+  if (!state) return Status();
+  return Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(table));
 }
 
 // Classifies one captured table whose entry is in `c` (id, shape, name,
@@ -91,6 +91,7 @@ Status Classify(sqlite3* db, int64_t sig, int64_t width, CapturedTable* c) {
 
   TableInfo t;
   Status ins = InspectTable(db, "cdc", c->name, &t);
+  if (!ins.ok() && (ins.code() & 0xff) != SQLITE_ERROR) return ins;  // out of memory, I/O: not drift
   if (ins.ok()) {
     if (main3 != 3 || on_other) {
       c->drift = Drift::kTriggersMissing;
@@ -108,7 +109,9 @@ Status Classify(sqlite3* db, int64_t sig, int64_t width, CapturedTable* c) {
   // No table of that name (or no longer an ordinary table).
   if (main3 > 0 && on.size() == 1) {
     TableInfo moved;
-    if (InspectTable(db, "cdc", *on.begin(), &moved).ok()) {
+    Status mv = InspectTable(db, "cdc", *on.begin(), &moved);
+    if (!mv.ok() && (mv.code() & 0xff) != SQLITE_ERROR) return mv;
+    if (mv.ok()) {
       c->drift = Drift::kRenamed;
       c->renamed_to = moved.name;
       c->detail = "renamed to " + Literal(moved.name);
@@ -150,19 +153,15 @@ Status Heal(sqlite3* db, const char* fn, const CapturedTable& c) {
       return Status();
     case Drift::kDropped: {
       CDC_RETURN_IF_ERROR(WriteMarker(db, kOpDrop, c.shape, "dropped"));
-      CDC_RETURN_IF_ERROR(DropTriggers(db, c.id));
-      if (TableExists(db, "__cdc_bootstrap")) {
-        CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(c.name)));
-      }
+      CDC_RETURN_IF_ERROR(DropTriggers(db, c.id, false));  // (no DROP TABLE in a reader)
+      CDC_RETURN_IF_ERROR(ForgetResync(db, c.name));
       return Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(c.id));
     }
     case Drift::kRenamed: {
       CDC_RETURN_IF_ERROR(WriteMarker(db, kOpDrop, c.shape, "renamed to " + c.renamed_to));
-      if (TableExists(db, "__cdc_bootstrap")) {
-        CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(c.name)));
-      }
+      CDC_RETURN_IF_ERROR(ForgetResync(db, c.name));
       // SetupTable replaces the triggers of the old entry and drops it.
-      CDC_RETURN_IF_ERROR(SetupTable(db, fn, c.renamed_to));
+      CDC_RETURN_IF_ERROR(SetupTable(db, fn, c.renamed_to, true));
       if (c.policy_error) {
         CDC_RETURN_IF_ERROR(Exec(db, "UPDATE main.__cdc_tables SET policy = 'error' WHERE name = " +
                                          Literal(c.renamed_to)));
@@ -170,7 +169,7 @@ Status Heal(sqlite3* db, const char* fn, const CapturedTable& c) {
       return StartResync(db, fn, c.renamed_to, ResyncReason(c));
     }
     default:
-      CDC_RETURN_IF_ERROR(SetupTable(db, fn, c.name));
+      CDC_RETURN_IF_ERROR(SetupTable(db, fn, c.name, true));
       return StartResync(db, fn, c.name, ResyncReason(c));
   }
 }
@@ -178,7 +177,9 @@ Status Heal(sqlite3* db, const char* fn, const CapturedTable& c) {
 // Writes the next chunk of every unfinished resync; *pending: some remain.
 Status ContinueResyncs(sqlite3* db, const char* fn, bool* pending) {
   *pending = false;
-  if (!TableExists(db, "__cdc_bootstrap")) return Status();
+  bool state = false;
+  CDC_RETURN_IF_ERROR(TableExists(db, "__cdc_bootstrap", &state));
+  if (!state) return Status();
   std::vector<std::string> tables;
   {
     Stmt st;
@@ -279,7 +280,9 @@ const char* DriftName(Drift d) {
 
 Status ClassifyTables(sqlite3* db, const std::string* only, std::vector<CapturedTable>* out) {
   out->clear();
-  if (!TableExists(db, "__cdc_tables")) return Status();
+  bool captured = false;
+  CDC_RETURN_IF_ERROR(TableExists(db, "__cdc_tables", &captured));
+  if (!captured) return Status();
   // sig, width and policy were added after the first version.
   Stmt st;
   const char* where = only ? " WHERE t.name = ?1 COLLATE NOCASE" : "";
@@ -307,10 +310,13 @@ Status ClassifyTables(sqlite3* db, const std::string* only, std::vector<Captured
   if (rc != SQLITE_DONE) return Status::FromDb(db, "classify tables");
   st = Stmt();
   std::set<std::string> resyncing;
-  if (TableExists(db, "__cdc_bootstrap")) {
+  bool state = false;
+  CDC_RETURN_IF_ERROR(TableExists(db, "__cdc_bootstrap", &state));
+  if (state) {
     Stmt r;
-    if (r.Prepare(db, "SELECT tbl FROM main.__cdc_bootstrap WHERE reason IS NOT NULL").ok()) {
-      while (r.Step() == SQLITE_ROW) resyncing.insert(r.Text(0));
+    if (r.Prepare(db, "SELECT tbl FROM main.__cdc_bootstrap WHERE reason IS NOT NULL").ok()) {  // else: older layout
+      while ((rc = r.Step()) == SQLITE_ROW) resyncing.insert(r.Text(0));
+      if (rc != SQLITE_DONE) return Status::FromDb(db, "classify tables");
     }
   }
   for (size_t i = 0; i < out->size(); i++) {
@@ -354,9 +360,7 @@ void ForgetConnection(sqlite3* db) {
 }
 
 Status StartResync(sqlite3* db, const char* fn, const std::string& table, const std::string& reason) {
-  if (TableExists(db, "__cdc_bootstrap")) {
-    CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(table)));
-  }
+  CDC_RETURN_IF_ERROR(ForgetResync(db, table));
   int64_t written = 0;
   CDC_RETURN_IF_ERROR(Bootstrap(db, fn, table, kResyncChunk, reason, &written));
   if (written < kResyncChunk) {  // the whole table in one chunk: complete
@@ -375,16 +379,18 @@ bool IntactWhenCommitted(sqlite3* db, const CapturedTable& c) {
   if (!file || !*file) return !sqlite3_get_autocommit(db);  // in memory: no other writer
   sqlite3_vfs* vfs = nullptr;
   sqlite3_file_control(db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs);
-  sqlite3* other = nullptr;
+  struct Conn {
+    sqlite3* db = nullptr;
+    ~Conn() { sqlite3_close_v2(db); }  // also when an allocation below throws
+  } other;
   bool intact = false;
-  if (sqlite3_open_v2(file, &other, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+  if (sqlite3_open_v2(file, &other.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       vfs && vfs->zName ? vfs->zName : nullptr) == SQLITE_OK) {
     std::vector<CapturedTable> there;
-    if (ClassifyTables(other, &c.name, &there).ok()) {
+    if (ClassifyTables(other.db, &c.name, &there).ok()) {
       for (auto& t : there) intact |= t.id == c.id && t.drift == Drift::kIntact;
     }
   }
-  sqlite3_close_v2(other);
   return intact;
 }
 

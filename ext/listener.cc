@@ -149,9 +149,13 @@ void SetState(Listener* l, const char* s) {
   l->state = s;
 }
 
-void NoteError(Listener* l, const std::string& msg, bool retry) {
+void NoteError(Listener* l, const std::string& msg, bool retry) noexcept {
   std::lock_guard<std::mutex> g(l->mu);
-  l->last_error = msg;
+  try {
+    l->last_error = msg;
+  } catch (const std::bad_alloc&) {
+    l->last_error = "out of memory";  // fits the string's own buffer
+  }
   if (retry) {
     l->retries++;
     l->state = "retrying";
@@ -191,7 +195,7 @@ Status OpenOwn(sqlite3* like, const std::string& file, int flags, StopFlag* stop
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
-    return Status::Error("cannot open " + file + ": " + msg);
+    return Status::Error("cannot open " + file + ": " + msg, rc);
   }
   sqlite3_busy_handler(db, BusyWait, stop);
   *out = db;
@@ -350,6 +354,7 @@ Status CallSql(Listener* l, const Event* batch, size_t n, bool* stopped) {
     EventJson(&json, batch[i]);
   }
   json.push_back(']');
+  const std::string sql = "SELECT " + Ident(l->sql_fn) + "(?1)";
   sqlite3_mutex* m = sqlite3_db_mutex(l->reg_db);
   int64_t nap = 20;
   while (sqlite3_mutex_try(m) != SQLITE_OK) {
@@ -361,19 +366,22 @@ Status CallSql(Listener* l, const Event* batch, size_t n, bool* stopped) {
   }
   Status st;
   sqlite3_stmt* s = nullptr;
-  std::string sql = "SELECT " + Ident(l->sql_fn) + "(?1)";
-  if (sqlite3_prepare_v2(l->reg_db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
-    st = Status::FromDb(l->reg_db, l->sql_fn);
-  } else {
-    sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-      if (sqlite3_column_type(s, 0) == SQLITE_NULL || sqlite3_column_double(s, 0) == 0.0) {
-        st = Status::Error(l->sql_fn + " returned a false value");
-      }
-    } else {
+  try {  // the mutex is left however this ends
+    if (sqlite3_prepare_v2(l->reg_db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
       st = Status::FromDb(l->reg_db, l->sql_fn);
+    } else {
+      sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8);
+      int rc = sqlite3_step(s);
+      if (rc == SQLITE_ROW) {
+        if (sqlite3_column_type(s, 0) == SQLITE_NULL || sqlite3_column_double(s, 0) == 0.0) {
+          st = Status::Error(l->sql_fn + " returned a false value");
+        }
+      } else {
+        st = Status::FromDb(l->reg_db, l->sql_fn);
+      }
     }
+  } catch (const std::bad_alloc&) {
+    st = Status::Error("out of memory", SQLITE_NOMEM);
   }
   sqlite3_finalize(s);
   sqlite3_mutex_leave(m);
@@ -420,7 +428,11 @@ void PostAck(Listener* l, int64_t id) {
 // The acker thread: acks the newest delivered id until told to quit, then
 // makes one last attempt (after a stop the busy handler does not wait).
 void Acker(Listener* l) noexcept {
-  StmtCache cache(l->ack_db);
+  std::unique_ptr<StmtCache> cache;
+  try {
+    cache = std::make_unique<StmtCache>(l->ack_db);
+  } catch (const std::bad_alloc&) {  // works without it, parsing every time
+  }
   int attempt = 0;
   auto next_commit = std::chrono::steady_clock::now();
   for (;;) {
@@ -447,7 +459,12 @@ void Acker(Listener* l) noexcept {
       }
     }
     int64_t pos = 0;
-    Status st = AckConsumer(l->ack_db, "cdc_listen", l->name, want, &pos);
+    Status st;
+    try {
+      st = AckConsumer(l->ack_db, "cdc_listen", l->name, want, &pos);
+    } catch (const std::bad_alloc&) {  // the Savepoint rolled back: retried like any error
+      st = Status::Error("out of memory", SQLITE_NOMEM);
+    }
     if (st.ok()) {
       attempt = 0;
       next_commit = std::chrono::steady_clock::now() + kAckEvery;
@@ -517,6 +534,8 @@ Status Drain(Listener* l, bool* found) {
     CDC_RETURN_IF_ERROR(CheckCapture(l->db, "cdc_listen", &l->schema_seen));
     // One read transaction for the position and the batch: the statements
     // share one snapshot and one WAL read lock instead of taking their own.
+    // (One left open by an out-of-memory exception is ended first.)
+    if (!sqlite3_get_autocommit(l->db)) sqlite3_exec(l->db, "ROLLBACK", nullptr, nullptr, nullptr);
     CDC_RETURN_IF_ERROR(Exec(l->db, "BEGIN"));
     Status st = ReadBatch(l, &slots, &count);
     Status end = Exec(l->db, "COMMIT");  // a read-only transaction: releases the snapshot
@@ -574,8 +593,20 @@ void Run(Listener* l) noexcept {
     l->stop.Set();
   }
   {
-    StmtCache cache(l->db);  // the loop runs the same few statements: parse them once
-    Loop(l);
+    std::unique_ptr<StmtCache> cache;
+    for (int attempt = 0; !l->stop.IsSet(); attempt++) {
+      try {
+        // The loop runs the same few statements: parse them once.
+        if (!cache) cache = std::make_unique<StmtCache>(l->db);
+        Loop(l);
+        break;
+      } catch (const std::bad_alloc&) {
+        // Out of memory anywhere in a pass: start again (with a drain, after
+        // the last delivered id) once memory returns.
+        NoteError(l, "out of memory", true);
+        if (!l->stop.SleepUs(BackoffUs(attempt, l->opt.retry_max_ms))) break;
+      }
+    }
   }
   {
     std::lock_guard<std::mutex> g(l->ack_mu);
@@ -746,6 +777,20 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   l->owner = cs;
   l->reg_db = db;
 
+  // Until the thread owns them, the listener's connections are closed on
+  // every way out, an exception (std::bad_alloc) included.
+  bool started = false;
+  struct CloseUnlessStarted {
+    Listener* l;
+    const bool& started;
+    ~CloseUnlessStarted() {
+      if (started) return;
+      sqlite3_close_v2(l->ack_db);
+      l->ack_db = nullptr;
+      sqlite3_close_v2(l->db);
+      l->db = nullptr;
+    }
+  } closer{l.get(), started};
   st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db);
   if (st.ok()) st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->ack_db);
   // Acks need not be fsynced in WAL mode: one lost to a power cut only means
@@ -753,7 +798,7 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   if (st.ok()) st = Exec(l->ack_db, "PRAGMA synchronous=NORMAL");
   if (st.ok()) {
     st = ConsumerPosition(l->db, fn, l->name, &pos);
-    if (!st.ok()) {
+    if (!st.ok() && (st.code() & 0xff) == SQLITE_ERROR) {  // not out of memory, not an I/O error
       st = Status::Error("cdc_listen: consumer " + Literal(l->name) +
                          " is not committed yet; commit the transaction that added it first");
     }
@@ -790,20 +835,18 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     }
     if (st.ok()) {
       try {
+        r.live.reserve(r.live.size() + 1);  // once the thread runs, nothing below may throw
         l->thread = std::thread(Thread, l);
+        started = true;
         r.live.push_back(l);
+      } catch (const std::bad_alloc&) {
+        st = Status::Error("cdc_listen: out of memory", SQLITE_NOMEM);
       } catch (...) {
         st = Status::Error("cdc_listen: cannot start a thread");
       }
     }
   }
-  if (!st.ok()) {
-    sqlite3_close_v2(l->ack_db);
-    l->ack_db = nullptr;
-    sqlite3_close_v2(l->db);
-    l->db = nullptr;
-    return ResultError(ctx, st);
-  }
+  if (!st.ok()) return ResultError(ctx, st);  // `closer` closes the connections
   if ((l->opt.signals & Bit(kSrcCommit)) && !cs->hook) {
     sqlite3_commit_hook(db, CommitHook, cs);
     cs->hook = true;
@@ -873,7 +916,11 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
   // visible, whatever snapshot the caller's connection holds.
   sqlite3* own = nullptr;
   st = OpenOwn(db, file, SQLITE_OPEN_READONLY, nullptr, &own);
-  if (!st.ok()) return ResultError(ctx, Status::Error("cdc_wait: " + st.message()));
+  if (!st.ok()) return ResultError(ctx, Status::Error("cdc_wait: " + st.message(), st.code()));
+  struct Closer {
+    sqlite3* db;
+    ~Closer() { sqlite3_close_v2(db); }  // also when an allocation below throws
+  } closer{own};
   Combiner signals(clock);
   auto w = std::make_unique<WatchSignal>();
   if (w->Open(file).empty()) signals.Add(std::move(w));  // else the interval still works
@@ -904,7 +951,6 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
       signals.Wait(until, -1, &stopped);
     }
   }
-  sqlite3_close_v2(own);
   if (st.ok() && pending == 0) {
     st = CheckCapture(db, fn);
     if (st.ok()) st = ConsumerPosition(db, fn, name, &pos);

@@ -134,9 +134,12 @@ Status LogCursor::Next(bool* have, Event* into) {
     if (op == kOpCont) {
       int carried = sqlite3_column_int(s, 1);  // a continuation row's ts: its value count
       for (int c = 4; c < ncol && c - 4 < carried; c++) {
-        sqlite3_value* d = sqlite3_value_dup(sqlite3_column_value(s, c));
-        if (!d) return Status::Error("sqlite-cdc: out of memory");
-        cont_.push_back(d);
+        cont_.push_back(nullptr);  // first: a push_back that throws must not leak the copy
+        cont_.back() = sqlite3_value_dup(sqlite3_column_value(s, c));
+        if (!cont_.back()) {
+          cont_.pop_back();
+          return Status::Error("sqlite-cdc: out of memory", SQLITE_NOMEM);
+        }
       }
       continue;
     }

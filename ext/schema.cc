@@ -126,12 +126,21 @@ Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableI
 }
 
 bool InternalTablesExist(sqlite3* db) {
+  bool exist = false;
+  return InternalTablesExist(db, &exist).ok() && exist;
+}
+
+Status InternalTablesExist(sqlite3* db, bool* exist) {
   int64_t n = 0;
-  Status st = QueryInt(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_log'", &n);
-  return st.ok() && n > 0;
+  CDC_RETURN_IF_ERROR(
+      QueryInt(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_log'", &n));
+  *exist = n > 0;
+  return Status();
 }
 
 Status EnsureInternalTables(sqlite3* db) {
+  // An error here must end the caller: after an I/O error SQLite has rolled
+  // back its transaction, and tables created now would commit on their own.
   // Databases set up by an earlier version have every table but __cdc_meta:
   // it is checked on its own and added with its source id.
   int64_t have = 0;
@@ -165,6 +174,15 @@ Status MetaText(sqlite3* db, const std::string& key, std::string* out) {
   int rc = st.Step();
   if (rc == SQLITE_ROW && !st.IsNull(0)) *out = st.Text(0);
   else if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Status::FromDb(db, "__cdc_meta");
+  return Status();
+}
+
+Status TableExists(sqlite3* db, const std::string& name, bool* exists) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?1"));
+  st.Bind(1, name);
+  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, "schema");
+  *exists = st.Int(0) > 0;
   return Status();
 }
 

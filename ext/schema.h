@@ -73,8 +73,12 @@ struct TableInfo {
 Status InspectTable(sqlite3* db, const char* fn, const std::string& name, TableInfo* out);
 
 bool IsInternalName(const std::string& name);
-bool InternalTablesExist(sqlite3* db);
+bool InternalTablesExist(sqlite3* db);  // false on an error too
+// The same, reporting an error (out of memory, I/O) instead of "no".
+Status InternalTablesExist(sqlite3* db, bool* exist);
 Status EnsureInternalTables(sqlite3* db);
+// Whether the main database has a table named exactly `name`.
+Status TableExists(sqlite3* db, const std::string& name, bool* exists);
 // Value of `key` in __cdc_meta as text ("" when absent or no such table).
 Status MetaText(sqlite3* db, const std::string& key, std::string* out);
 // Adds `column` (with declaration `decl`) to internal table `table` when a

@@ -10,7 +10,7 @@
 namespace cdc {
 
 Status Status::FromDb(sqlite3* db, const std::string& context) {
-  return Error(context + ": " + sqlite3_errmsg(db));
+  return Error(context + ": " + sqlite3_errmsg(db), sqlite3_extended_errcode(db));
 }
 
 std::string Ident(const std::string& name) {
@@ -92,7 +92,11 @@ void Stmt::Drop() {
   if (cache) {
     sqlite3_reset(s_);
     sqlite3_clear_bindings(s_);
-    cache->idle.emplace(sqlite3_sql(s_), s_);
+    try {
+      cache->idle.emplace(sqlite3_sql(s_), s_);
+    } catch (...) {  // out of memory: not kept (a destructor must not throw)
+      sqlite3_finalize(s_);
+    }
   } else {
     sqlite3_finalize(s_);
   }
@@ -131,16 +135,18 @@ Status Exec(sqlite3* db, const std::string& sql) {
   if (sql.find(';') == std::string::npos && CacheFor(db)) {
     Stmt st;
     CDC_RETURN_IF_ERROR(st.Prepare(db, sql));
+    if (!st) return Status();  // no statement (empty text), as sqlite3_exec
     int rc;
     while ((rc = st.Step()) == SQLITE_ROW) {
     }
-    if (rc != SQLITE_DONE) return Status::Error(sqlite3_errmsg(db));
+    if (rc != SQLITE_DONE) return Status::Error(sqlite3_errmsg(db), sqlite3_extended_errcode(db));
     return Status();
   }
   char* err = nullptr;
-  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
     Str owned(err);
-    return Status::Error(err ? err : sqlite3_errmsg(db));
+    return Status::Error(err ? err : sqlite3_errmsg(db), sqlite3_extended_errcode(db));
   }
   return Status();
 }
@@ -160,11 +166,14 @@ Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out) {
 }
 
 Savepoint::~Savepoint() {
-  // Undo everything done since Begin(), then forget the savepoint. Errors
-  // here cannot be reported; the transaction state stays consistent because
-  // ROLLBACK TO never fails on a live savepoint.
-  if (open_) Exec(db_, "ROLLBACK TO " + Ident(name_) + "; RELEASE " + Ident(name_));
-  if (own_txn_ && !sqlite3_get_autocommit(db_)) Exec(db_, "ROLLBACK");
+  // Undo everything done since Begin(), with the statements Begin()
+  // prepared. Errors here cannot be reported.
+  if (own_txn_) {
+    if (!sqlite3_get_autocommit(db_)) rollback_.Step();
+  } else if (open_) {
+    rollback_.Step();
+    release_.Step();
+  }
 }
 
 Status Savepoint::Begin() {
@@ -175,8 +184,13 @@ Status Savepoint::Begin() {
     // (or SQLITE_BUSY_SNAPSHOT in WAL mode) whenever another connection
     // writes, because SQLite never calls the busy handler to upgrade a
     // reading transaction.
-    CDC_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
-    own_txn_ = true;
+    CDC_RETURN_IF_ERROR(rollback_.Prepare(db_, "ROLLBACK"));
+    Status st = Exec(db_, "BEGIN IMMEDIATE");
+    own_txn_ = !sqlite3_get_autocommit(db_);
+    CDC_RETURN_IF_ERROR(st);
+  } else {
+    CDC_RETURN_IF_ERROR(rollback_.Prepare(db_, "ROLLBACK TO " + Ident(name_)));
+    CDC_RETURN_IF_ERROR(release_.Prepare(db_, "RELEASE " + Ident(name_)));
   }
   CDC_RETURN_IF_ERROR(Exec(db_, "SAVEPOINT " + Ident(name_)));
   open_ = true;
@@ -195,6 +209,12 @@ Status Savepoint::Release() {
 
 void ResultError(sqlite3_context* ctx, const Status& st) {
   sqlite3_result_error(ctx, st.message().c_str(), static_cast<int>(st.message().size()));
+  switch (st.code() & 0xff) {
+    case SQLITE_NOMEM: sqlite3_result_error_nomem(ctx); break;
+    case SQLITE_IOERR:
+    case SQLITE_FULL: sqlite3_result_error_code(ctx, st.code()); break;
+    default: break;
+  }
 }
 
 Status ArgText(const char* fn, sqlite3_value** argv, int i, const char* what,

@@ -30,15 +30,19 @@ namespace cdc {
 class Status {
  public:
   Status() = default;
-  static Status Error(std::string msg) { return Status(std::move(msg)); }
-  // An error taken from the connection's current error message.
+  // `code`: the SQLite result code behind the error, when SQLite's own
+  // (SQLITE_NOMEM, SQLITE_IOERR_*, ...); see ResultError.
+  static Status Error(std::string msg, int code = SQLITE_ERROR) { return Status(std::move(msg), code); }
+  // An error taken from the connection's current error message and code.
   static Status FromDb(sqlite3* db, const std::string& context);
   bool ok() const { return !failed_; }
   const std::string& message() const { return msg_; }
+  int code() const { return code_; }
 
  private:
-  explicit Status(std::string msg) : msg_(std::move(msg)), failed_(true) {}
+  Status(std::string msg, int code) : msg_(std::move(msg)), code_(code), failed_(true) {}
   std::string msg_;
+  int code_ = SQLITE_OK;
   bool failed_ = false;
 };
 
@@ -155,9 +159,19 @@ class Savepoint {
   std::string name_;
   bool open_ = false;
   bool own_txn_ = false;  // Begin() opened the transaction (BEGIN IMMEDIATE)
+  // The undo, prepared by Begin(): after an allocation failure in a nested
+  // statement SQLite prepares nothing more on the connection until the
+  // caller's statement ends (and a statement that reads no table, like
+  // SELECT cdc_setup('t'), does not roll back when it ends), but it still
+  // runs statements prepared before.
+  Stmt rollback_;  // ROLLBACK (own_txn_), else ROLLBACK TO the savepoint
+  Stmt release_;   // RELEASE the savepoint (not own_txn_)
 };
 
-// Reports a Status as the SQL function's result error.
+// Reports a Status as the SQL function's result error. An error caused by
+// SQLITE_NOMEM, SQLITE_IOERR or SQLITE_FULL keeps that code (the caller sees
+// SQLITE_NOMEM, not SQLITE_ERROR, and SQLite ends its statement as it does
+// for its own such errors).
 void ResultError(sqlite3_context* ctx, const Status& st);
 
 // Argument checking helpers for SQL functions. Each returns an error that

@@ -467,9 +467,44 @@ TEST(SchemaChangeCallbacks, Abi1CallbacksStillGetTheirLayout) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  std::string status = db.One("SELECT cdc_status()");
   db.Exec("SELECT cdc_unlisten('c')");
   std::lock_guard<std::mutex> g(seen.mu);
+  SCOPED_TRACE(status);
   EXPECT_EQ(seen.got, (Lines{"1 t INSERT", "2 t BOOTSTRAP", "3 t INSERT"}));
+}
+
+}  // namespace
+
+namespace {
+
+// A heal can run while another statement of the connection reads (a
+// cdc_changes scan, cdc_poll called per row of a query): DROP TABLE would
+// then fail with "database table is locked", so healing drops no table (a
+// REPLACE stage is kept and reused).
+TEST(SchemaChangeHealing, HealsInsideAReadingStatement) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE u(id INTEGER PRIMARY KEY, w UNIQUE); CREATE TABLE x(a); INSERT INTO x VALUES(1);"
+          "SELECT cdc_setup('u'), cdc_consumer_add('c'); INSERT INTO u VALUES(1, 'b');"
+          "DROP TABLE u; CREATE TABLE u(id INTEGER PRIMARY KEY, w UNIQUE); INSERT INTO u VALUES(5, 'e')");
+  EXPECT_EQ(db.Rows("SELECT length(cdc_poll('c')) > 0 FROM x"), (Lines{"1"}));
+  db.Exec("ALTER TABLE u ADD COLUMN z DEFAULT 'z'");
+  EXPECT_EQ(db.Rows("SELECT tbl, op, reason FROM cdc_changes WHERE op = 'BOOTSTRAP' ORDER BY id"),
+            (Lines{"u|BOOTSTRAP|triggers missing", "u|BOOTSTRAP|columns changed"}));
+  // The reused stage has the new column: a REPLACE victim keeps all values.
+  db.Exec("INSERT OR REPLACE INTO u VALUES(6, 'e', 'new')");
+  EXPECT_EQ(db.Rows("SELECT op, before FROM cdc_changes WHERE id > (SELECT max(id) FROM cdc_changes "
+                    "WHERE op = 'BOOTSTRAP') + 1 ORDER BY id"),
+            (Lines{R"(DELETE|{"id":5,"w":"e","z":"z"})", "INSERT|NULL"}));
+  db.Exec("ALTER TABLE u RENAME TO u2");
+  db.Rows("SELECT length(cdc_poll('c')) FROM x");
+  db.Exec("DROP TABLE u2");
+  EXPECT_EQ(db.Rows("SELECT op, reason FROM cdc_changes WHERE op = 'DROP' ORDER BY id"),
+            (Lines{"DROP|renamed to u2", "DROP|dropped"}));
+  EXPECT_EQ(db.One("SELECT json_array_length(cdc_status(), '$.tables')"), "0");
+  db.Exec("SELECT cdc_teardown()");
+  EXPECT_EQ(db.One("SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_\\_cdc%' ESCAPE '\\'"), "0");
 }
 
 }  // namespace

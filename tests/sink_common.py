@@ -1,0 +1,167 @@
+"""Helpers of the cdc-stream sink tests (tests/sink_*_test.py).
+
+Real servers on 127.0.0.1, started and stopped by the tests on free ports;
+every process a test starts is killed at exit, whatever happened. A test
+whose server program is missing exits with SKIP (77, registered as
+SKIP_RETURN_CODE in tests/CMakeLists.txt).
+"""
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+GUARD = 60  # seconds: only against hangs, never a timing assertion
+
+_procs = []
+_tmp = []
+
+
+def skip(why):
+    print("SKIP: " + why)
+    sys.exit(SKIP)
+
+
+def need(program, path_hint=None):
+    """The path of `program`, or SKIP."""
+    p = shutil.which(program) or (path_hint if path_hint and os.path.exists(path_hint) else None)
+    if not p:
+        skip("%s is not installed (Debian: apt-get install %s)" % (program, program))
+    return p
+
+
+def tmpdir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _tmp.append(d)
+    return d
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def spawn(args, **kw):
+    p = subprocess.Popen(args, **kw)
+    _procs.append(p)
+    return p
+
+
+def kill(p, sig=signal.SIGKILL):
+    if p.poll() is None:
+        p.send_signal(sig)
+    try:
+        return p.wait(GUARD)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.wait(GUARD)
+
+
+@atexit.register
+def _cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+    for d in _tmp:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def wait_for(cond, what, proc=None, timeout=GUARD):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError("%s: process exited with %s before %s" % (proc.args[0], proc.returncode, what))
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def wait_port(port, proc=None):
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, "port %d" % port, proc)
+
+
+def make_db(ext, path, tables=("t",)):
+    """A WAL database with captured tables t(id INTEGER PRIMARY KEY, v TEXT)."""
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.enable_load_extension(True)
+    db.load_extension(ext)
+    db.execute("PRAGMA journal_mode=WAL")
+    for t in tables:
+        db.execute('CREATE TABLE "%s"(id INTEGER PRIMARY KEY, v TEXT)' % t)
+        db.execute("SELECT cdc_setup(?)", (t,))
+    return db
+
+
+WRITER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+tables = sys.argv[3].split(",")
+for i in range(1, int(sys.argv[2]) + 1):
+    db.execute('INSERT INTO "%s"(id, v) VALUES(?, ?)' % tables[i % len(tables)], (i, "row %d" % i))
+    if i % 50 == 0:
+        time.sleep(float(sys.argv[4]))
+"""
+
+
+def start_writer(path, rows, tables=("t",), pause=0.01):
+    """Another process (without the extension) committing `rows` rows one by
+    one, spread over the tables, pausing `pause` s every 50 rows."""
+    return spawn([sys.executable, "-c", WRITER, path, str(rows), ",".join(tables), str(pause)])
+
+
+def position(db, consumer):
+    r = db.execute("SELECT json_extract(value, '$.position') FROM json_each(cdc_status(), '$.consumers') "
+                   "WHERE json_extract(value, '$.name') = ?", (consumer,)).fetchone()
+    return r[0] if r else None
+
+
+def pending(db, consumer):
+    r = db.execute("SELECT json_extract(value, '$.pending') FROM json_each(cdc_status(), '$.consumers') "
+                   "WHERE json_extract(value, '$.name') = ?", (consumer,)).fetchone()
+    return r[0] if r else None
+
+
+def source_id(db):
+    return db.execute("SELECT json_extract(cdc_status(), '$.source_id')").fetchone()[0]
+
+
+def stream(binary, ext, db_path, args, log):
+    """cdc-stream ARGS DB, its stderr into the file `log` (appended)."""
+    f = open(log, "a")
+    return spawn([binary, "--extension", ext] + list(args) + [db_path], stdout=subprocess.DEVNULL, stderr=f)
+
+
+def check_exact(events, rows, what):
+    """events: native events as read back from the sink. Each committed row
+    exactly once, ids strictly increasing per table."""
+    ids = [e["id"] for e in events]
+    assert len(ids) == len(set(ids)), "%s: %d events stored twice" % (what, len(ids) - len(set(ids)))
+    per_table = {}
+    for e in events:
+        per_table.setdefault(e["table"], []).append(e["id"])
+    for t, l in per_table.items():
+        assert l == sorted(l), "%s: table %s not in id order" % (what, t)
+    got = {e["after"]["id"]: e["after"]["v"] for e in events if e["op"] == "INSERT"}
+    assert got == {i: "row %d" % i for i in range(1, rows + 1)}, \
+        "%s: lost or wrong rows (%d of %d)" % (what, len(got), rows)

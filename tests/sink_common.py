@@ -37,6 +37,14 @@ def need(program, path_hint=None):
     return p
 
 
+def need_sink(binary, sink, package):
+    """SKIP unless cdc-stream was built with `sink` (its --help says)."""
+    h = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=GUARD).stdout
+    built = h.split("this build has: ", 1)[1].split("):", 1)[0] if "this build has: " in h else ""
+    if sink not in built:
+        skip("cdc-stream was built without the %s sink (install %s and rebuild)" % (sink, package))
+
+
 def tmpdir(prefix):
     d = tempfile.mkdtemp(prefix=prefix)
     _tmp.append(d)
@@ -116,6 +124,7 @@ def make_db(ext, path, tables=("t",)):
 WRITER = """
 import sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+db.execute("PRAGMA synchronous=NORMAL")
 tables = sys.argv[3].split(",")
 for i in range(1, int(sys.argv[2]) + 1):
     db.execute('INSERT INTO "%s"(id, v) VALUES(?, ?)' % tables[i % len(tables)], (i, "row %d" % i))
@@ -124,7 +133,7 @@ for i in range(1, int(sys.argv[2]) + 1):
 """
 
 
-def start_writer(path, rows, tables=("t",), pause=0.01):
+def start_writer(path, rows, tables=("t",), pause=0.05):
     """Another process (without the extension) committing `rows` rows one by
     one, spread over the tables, pausing `pause` s every 50 rows."""
     return spawn([sys.executable, "-c", WRITER, path, str(rows), ",".join(tables), str(pause)])

@@ -18,14 +18,16 @@ import subprocess
 import sys
 import time
 
-from sink_common import (GUARD, kill, make_db, need, free_port, pending, spawn, start_writer, stream, tmpdir,
-                         wait_for, wait_port, check_exact, position)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from sink_common import (GUARD, check_exact, free_port, kill, make_db, need, need_sink, pending, position,
+                         spawn, start_writer, stream, tmpdir, wait_for, wait_port)
 
 STREAM, EXT = sys.argv[1:3]
-ROWS = 3000
+ROWS = 2000
 
 
 def main():
+    need_sink(STREAM, "redis", "libhiredis-dev")
     server = need("redis-server")
     cli = need("redis-cli")
     tmp = tmpdir("cdcsink-redis.")

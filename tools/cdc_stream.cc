@@ -83,7 +83,8 @@ const char kUsage[] =
     "  -c, --consumer NAME   consumer to read as (default: cdc-stream); created if\n"
     "                        missing, starting as --from says\n"
     "      --from WHERE      earliest (default) or latest: where a new consumer starts\n"
-    "  -b, --batch N         events per batch and per ack (default 256)\n"
+    "  -b, --batch N         events per batch and per ack (default 256; 1024 for\n"
+    "                        nats://)\n"
     "      --once            send what is pending, then exit (don't wait)\n"
     "      --extension PATH  sqlite-cdc extension to load (default: $CDC_EXTENSION,\n"
     "                        else cdc.so beside this program, else\n"
@@ -142,7 +143,7 @@ struct Options {
   std::string extension;
   std::string format = "native";
   std::string source_name;
-  int64_t batch = 256;
+  int64_t batch = 0;  // 0: the sink's default (1024 for nats://, else 256)
   bool once = false;
   bool progress = false;
   sinks::Config sink;
@@ -239,6 +240,9 @@ Options ParseArgs(int argc, char** argv) {
     UsageError("--subject must be a subject without wildcards");
   }
   o.sink.debezium = o.format == "debezium";
+  // JetStream: a batch waits for its last PubAck before the next one is
+  // read, so larger batches keep the publish window fuller (README figures).
+  if (o.batch == 0) o.batch = u.compare(0, 7, "nats://") == 0 ? 1024 : 256;
   return o;
 }
 
@@ -377,14 +381,20 @@ class Stream {
 
   // The newest event pending for the consumer now (0: none): --once stops
   // once the position reaches it.
+  // (The log's newest event row, read backwards from the end: the same
+  // query as the extension's EventFloor, ext/log.cc; a cdc_changes scan
+  // would parse the whole backlog first.)
   bool Target(int64_t* id) {
+    int64_t pos = 0, pending = 0, lag = 0;
+    if (!Status(&pos, &pending, &lag)) return Fail("cdc_status");
+    *id = 0;
+    if (pending == 0) return true;
     sqlite3_stmt* st = nullptr;
-    if (!Prepare("SELECT coalesce(max(id), 0) FROM cdc_changes(?1)", &st)) return false;
-    sqlite3_bind_text(st, 1, o_.consumer.c_str(), -1, SQLITE_TRANSIENT);
-    bool ok = sqlite3_step(st) == SQLITE_ROW;
-    if (ok) *id = sqlite3_column_int64(st, 0);
+    if (!Prepare("SELECT id FROM main.__cdc_log WHERE op <> 0 ORDER BY id DESC LIMIT 1", &st)) return false;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    return ok || Fail("cdc_changes");
+    return rc == SQLITE_ROW || rc == SQLITE_DONE || Fail("the newest event");
   }
 
   // The consumer's position, pending count and lag (cdc_status).

@@ -134,7 +134,9 @@ const char kUsage[] =
     "                        Cdc-Key, in the Redis field key\n"
     "      --source-name NAME  source.name (default: the database's source id)\n"
     "\n"
-    "Stops cleanly (exit 0) on SIGINT, SIGTERM, or when stdout is closed (EPIPE).\n";
+    "Stops cleanly (exit 0) on SIGINT, SIGTERM, or when stdout is closed (EPIPE).\n"
+    "Exits 1 on an error (a permanent sink error too: the batch stays unacked),\n"
+    "2 on bad usage or a sink this build lacks.\n";
 
 struct Options {
   std::string db;

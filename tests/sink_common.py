@@ -59,7 +59,17 @@ def free_port():
     return port
 
 
+def clean_env():
+    """The environment without LD_PRELOAD: under the sanitizer runs the test
+    host (python) gets the runtime preloaded; other programs run without it
+    (cdc-stream and the helpers built there carry their own)."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def spawn(args, **kw):
+    """Starts a process that is killed at exit."""
+    if "env" not in kw and args[0] != sys.executable:
+        kw["env"] = clean_env()
     p = subprocess.Popen(args, **kw)
     _procs.append(p)
     return p

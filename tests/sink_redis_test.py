@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from sink_common import (GUARD, check_exact, free_port, kill, make_db, need, need_sink, pending, position,
+from sink_common import (GUARD, check_exact, clean_env, free_port, kill, make_db, need, need_sink, pending, position,
                          spawn, start_writer, stream, tmpdir, wait_for, wait_port)
 
 STREAM, EXT = sys.argv[1:3]
@@ -42,7 +42,7 @@ def main():
 
     def rcli(*args):
         r = subprocess.run([cli, "-p", str(port), "--json"] + list(args), capture_output=True, text=True,
-                           timeout=GUARD)
+                           timeout=GUARD, env=clean_env())
         assert r.returncode == 0, r
         return json.loads(r.stdout)
 

@@ -35,7 +35,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.plan = ["500", "503", "timeout", "drop"]  # then `self.then`
         self.then = "200"
-        self.requests = []  # (time, behaviour, key, ids)
+        self.requests = []  # (time, behaviour, key, ids, client port)
 
     def next(self):
         with self.lock:
@@ -56,7 +56,7 @@ def serve(rec, port):
             ids = [e["id"] for e in json.loads(body)]
             what = rec.next()
             with rec.lock:
-                rec.requests.append((time.time(), what, key, ids))
+                rec.requests.append((time.time(), what, key, ids, self.client_address[1]))
             if what == "timeout":
                 time.sleep(1.5)  # past cdc-stream's --timeout 1000
                 self.close_connection = True
@@ -112,6 +112,10 @@ def main():
     # At least once, nothing skipped: the accepted batches cover 1..ROWS, in order.
     accepted = [i for r in reqs if r[1] == "200" for i in r[3]]
     assert accepted == list(range(1, ROWS + 1)), "accepted ids are not 1..%d once each in order" % ROWS
+    # Keep-alive: the accepted POSTs share connections.
+    ok = [r for r in reqs if r[1] == "200"]
+    conns = len({r[4] for r in ok})
+    assert conns < len(ok), "no keep-alive: %d POSTs on %d connections" % (len(ok), conns)
     # A key names one batch only.
     bodies = {}
     for r in reqs:
@@ -139,8 +143,8 @@ def main():
     p.send_signal(signal.SIGTERM)
     assert p.wait(GUARD) == 0, open(log).read()
     srv.shutdown()
-    print("http: %d rows in %d POSTs (%s first), stop on 400, same key after restart" %
-          (ROWS, len(rec.requests), ", ".join(whats[:5])))
+    print("http: %d rows in %d POSTs (%s first; %d accepted on %d connections), stop on 400, same key after restart" %
+          (ROWS, len(rec.requests), ", ".join(whats[:5]), len(ok), conns))
     print("1 passed, 0 failed")
 
 

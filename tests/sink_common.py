@@ -132,21 +132,45 @@ def make_db(ext, path, tables=("t",)):
 
 
 WRITER = """
-import sqlite3, sys, time
+import os, sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
 db.execute("PRAGMA synchronous=NORMAL")
-tables = sys.argv[3].split(",")
-for i in range(1, int(sys.argv[2]) + 1):
+rows, tables, pause, stop = int(sys.argv[2]), sys.argv[3].split(","), float(sys.argv[4]), sys.argv[5]
+i = 0
+while i < rows and not (stop and os.path.exists(stop)):
+    i += 1
     db.execute('INSERT INTO "%s"(id, v) VALUES(?, ?)' % tables[i % len(tables)], (i, "row %d" % i))
     if i % 50 == 0:
-        time.sleep(float(sys.argv[4]))
+        time.sleep(pause)
+print(i)
 """
 
 
+class Writer:
+    """Another process (without the extension) committing rows one by one,
+    spread over the tables, pausing `pause` s every 50 rows: `rows` of them,
+    or, with until_stopped, until stop() (at most `rows`)."""
+
+    def __init__(self, path, rows, tables=("t",), pause=0.05, until_stopped=False):
+        self.stop_file = path + ".stop-writer" if until_stopped else ""
+        self.proc = spawn([sys.executable, "-c", WRITER, path, str(rows), ",".join(tables), str(pause),
+                           self.stop_file], stdout=subprocess.PIPE, text=True)
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        """Ends it; the number of rows it committed."""
+        if self.stop_file:
+            open(self.stop_file, "w").close()
+        out, _ = self.proc.communicate(timeout=GUARD)
+        assert self.proc.returncode == 0
+        return int(out)
+
+
 def start_writer(path, rows, tables=("t",), pause=0.05):
-    """Another process (without the extension) committing `rows` rows one by
-    one, spread over the tables, pausing `pause` s every 50 rows."""
-    return spawn([sys.executable, "-c", WRITER, path, str(rows), ",".join(tables), str(pause)])
+    """A Writer of exactly `rows` rows."""
+    return Writer(path, rows, tables, pause)
 
 
 def position(db, consumer):
@@ -169,6 +193,39 @@ def stream(binary, ext, db_path, args, log):
     """cdc-stream ARGS DB, its stderr into the file `log` (appended)."""
     f = open(log, "a")
     return spawn([binary, "--extension", ext] + list(args) + [db_path], stdout=subprocess.DEVNULL, stderr=f)
+
+
+def kill_mid_batch(stream_proc, servers, pause=0.5):
+    """SIGKILLs cdc-stream while a batch is in flight: the servers are paused
+    (SIGSTOP) so the batch it sends meanwhile gets no confirmation, then
+    cdc-stream is killed and the servers resume and store what they had
+    received. A restarted cdc-stream sends that unacked batch again, and the
+    sink must store it once."""
+    for s in servers:
+        s.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(pause)
+        kill(stream_proc)
+    finally:
+        for s in servers:
+            s.send_signal(signal.SIGCONT)
+
+
+def duplicates(log):
+    """Events the sink reported it already held (--progress duplicates=),
+    summed over the runs of cdc-stream in the log; a run's counters only
+    grow, so a smaller `delivered` starts the next run."""
+    runs, prev = [], None
+    for line in open(log):
+        if not line.startswith("cdc-stream: consumer="):
+            continue
+        f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+        delivered, dup = int(f["delivered"]), int(f["duplicates"])
+        if prev is None or delivered < prev:
+            runs.append(0)
+        runs[-1] = dup
+        prev = delivered
+    return sum(runs)
 
 
 def check_exact(events, rows, what):

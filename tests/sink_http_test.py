@@ -96,7 +96,7 @@ def main():
     args = ["-c", "hook", "-b", "40", "--timeout", "1000", "--sink", "http://127.0.0.1:%d/hook" % port]
     writer = start_writer(path, ROWS)
     p = stream(STREAM, EXT, path, args, log)
-    assert writer.wait(GUARD) == 0
+    assert writer.stop() == ROWS
     wait_for(lambda: pending(db, "hook") == 0, "all rows delivered", p)
 
     reqs = list(rec.requests)

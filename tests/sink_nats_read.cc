@@ -1,7 +1,8 @@
 // sink_nats_read.cc — reads a JetStream stream back for the sink tests
 // (Debian has no NATS command-line client nor a Python client).
 //
-//   sink_nats_read dump   SERVERS STREAM   one JSON line per stored message:
+//   sink_nats_read dump   SERVERS STREAM   one JSON line per stored message, in
+//                                          stream order (an ordered consumer):
 //       {"seq":N,"subject":"…","msg_id":"…","key":"…"|null,"data":<the payload>}
 //   sink_nats_read leader SERVERS STREAM   the stream leader's server name
 //   sink_nats_read count  SERVERS STREAM   the number of stored messages
@@ -78,17 +79,23 @@ int main(int argc, char** argv) {
   } else if (mode == "count") {
     printf("%llu\n", static_cast<unsigned long long>(si->State.Msgs));
   } else if (mode == "dump") {
+    // An ordered push consumer from the first message: one flow instead of
+    // a request per message.
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    natsSubscription* sub = nullptr;
+    s = js_SubscribeSync(&sub, js, ">", nullptr, &so, &jerr);
     std::string out;
-    for (uint64_t seq = si->State.FirstSeq; si->State.Msgs && seq <= si->State.LastSeq; seq++) {
+    for (uint64_t got = 0; s == NATS_OK && got < si->State.Msgs; got++) {
       natsMsg* m = nullptr;
-      s = js_GetMsg(&m, js, stream.c_str(), seq, nullptr, &jerr);
-      if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) continue;  // deleted
-      if (s != NATS_OK) {
-        fprintf(stderr, "sink_nats_read: seq %llu: %s %s\n", static_cast<unsigned long long>(seq),
-                natsStatus_GetText(s), nats_GetLastError(nullptr));
-        rc = 1;
-        break;
-      }
+      s = natsSubscription_NextMsg(&m, sub, 5000);
+      if (s != NATS_OK) break;
+      jsMsgMetaData* meta = nullptr;
+      uint64_t seq = natsMsg_GetMetaData(&meta, m) == NATS_OK ? meta->Sequence.Stream : 0;
+      if (meta) jsMsgMetaData_Destroy(meta);
       const char* id = nullptr;
       const char* key = nullptr;
       natsMsgHeader_Get(m, "Nats-Msg-Id", &id);
@@ -108,6 +115,12 @@ int main(int argc, char** argv) {
       fwrite(out.data(), 1, out.size(), stdout);
       natsMsg_Destroy(m);
     }
+    if (s != NATS_OK) {
+      fprintf(stderr, "sink_nats_read: reading %s: %s %s\n", stream.c_str(), natsStatus_GetText(s),
+              nats_GetLastError(nullptr));
+      rc = 1;
+    }
+    if (sub) natsSubscription_Destroy(sub);
   } else {
     fprintf(stderr, "sink_nats_read: unknown mode %s\n", mode.c_str());
     rc = 2;

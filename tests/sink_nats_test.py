@@ -23,11 +23,12 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from sink_common import (GUARD, check_exact, free_port, kill, make_db, need, need_sink, pending, position,
-                         source_id, spawn, start_writer, stream, tmpdir, wait_for, wait_port)
+from sink_common import (GUARD, check_exact, duplicates, free_port, kill, kill_mid_batch, make_db, need,
+                         need_sink, pending, position, source_id, spawn, stream, tmpdir, wait_for, wait_port,
+                         Writer)
 
 STREAM, EXT, READ, MODE = sys.argv[1:5]
-ROWS = 2000
+MAX_ROWS = 20000  # the writer runs until the faults are done; this only bounds it
 
 
 def main():
@@ -74,17 +75,18 @@ def main():
     db = make_db(EXT, path, ("a", "b"))
     sid = source_id(db)
     log = os.path.join(tmp, "stream.log")
-    args = ["-c", "nats", "-b", "50", "--timeout", "2000", "--replicas", str(n), "--sink", "nats://" + servers]
-    writer = start_writer(path, ROWS, ("a", "b"))
+    args = ["-c", "nats", "-b", "50", "--progress", "--timeout", "2000", "--replicas", str(n), "--sink", "nats://" + servers]
+    writer = Writer(path, MAX_ROWS, ("a", "b"), pause=0.05 if n == 1 else 0.1, until_stopped=True)
     p = stream(STREAM, EXT, path, args, log)
-    wait_for(lambda: stored() >= ROWS // 5, "a fifth of the rows in the stream", p)
-    phase("first fifth")
+    wait_for(lambda: stored() >= 300, "300 rows in the stream", p)
+    phase("first rows")
 
     if MODE == "single":
-        # SIGKILL cdc-stream mid-run, then restart it.
-        kill(p)
+        # SIGKILL cdc-stream mid-batch, then restart it.
+        kill_mid_batch(p, procs)
         p = stream(STREAM, EXT, path, args, log)
-        wait_for(lambda: stored() >= ROWS // 2, "half of the rows in the stream", p)
+        before = position(db, "nats")
+        wait_for(lambda: position(db, "nats") > before + 300, "300 more rows delivered after the restart", p)
         # SIGKILL the server, then restart it on its store.
         kill(procs[0])
         time.sleep(0.3)
@@ -97,13 +99,15 @@ def main():
         kill(procs[leader])
         time.sleep(1.0)
         start(leader)
-        # SIGKILL cdc-stream mid-run, then restart it.
-        before = stored()
-        wait_for(lambda: stored() > before + 100, "more rows after the leader's restart", p)
-        kill(p)
+        # SIGKILL cdc-stream mid-batch, then restart it.
+        before = position(db, "nats")
+        wait_for(lambda: position(db, "nats") > before + 300, "300 more rows delivered after the leader's restart",
+                 p)
+        kill_mid_batch(p, procs)
         p = stream(STREAM, EXT, path, args, log)
     phase("faults done")
-    assert writer.wait(GUARD) == 0
+    assert writer.running(), "the writer ended before the faults: raise MAX_ROWS"
+    rows = writer.stop()
     phase("writer done")
     wait_for(lambda: pending(db, "nats") == 0, "the consumer drained", p)
     phase("drained")
@@ -124,18 +128,21 @@ def main():
         assert m["subject"] == "cdc." + e["table"], m
         events.append(e)
     # Per subject in stream order: check_exact checks id order per table.
-    check_exact(events, ROWS, "nats " + MODE)
+    check_exact(events, rows, "nats " + MODE)
 
     # SIGINT: a clean stop, status 0, everything delivered acked.
     p.send_signal(signal.SIGINT)
     assert p.wait(GUARD) == 0, open(log).read()
     assert position(db, "nats") == max(e["id"] for e in events)
     log_text = open(log).read()
+    dups = duplicates(log)
+    assert dups > 0, "the batch in flight at the SIGKILL was not sent again:\n" + log_text
     for q in procs:
         kill(q, signal.SIGTERM)
     phase("stopped")
-    print("nats %s: %d rows, %d messages, each once, in id order per subject; %d retry lines; %s" %
-          (MODE, ROWS, len(msgs), log_text.count("retrying"), ", ".join(phases)))
+    print("nats %s: %d rows, %d messages, each once, in id order per subject; %d sent again and refused as "
+          "duplicates; %d retry lines; %s" %
+          (MODE, rows, len(msgs), dups, log_text.count("retrying"), ", ".join(phases)))
     print("1 passed, 0 failed")
 
 

@@ -19,11 +19,12 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from sink_common import (GUARD, check_exact, clean_env, free_port, kill, make_db, need, need_sink, pending, position,
-                         spawn, start_writer, stream, tmpdir, wait_for, wait_port)
+from sink_common import (GUARD, check_exact, clean_env, duplicates, free_port, kill, kill_mid_batch, make_db,
+                         need, need_sink, pending, position, spawn, stream, tmpdir, wait_for, wait_port,
+                         Writer)
 
 STREAM, EXT = sys.argv[1:3]
-ROWS = 2000
+MAX_ROWS = 20000  # the writer runs until the faults are done; this only bounds it
 
 
 def main():
@@ -50,8 +51,8 @@ def main():
     path = os.path.join(tmp, "app.db")
     db = make_db(EXT, path, ("a", "b"))
     log = os.path.join(tmp, "stream.log")
-    args = ["-c", "redis", "-b", "50", "--timeout", "2000", "--sink", "redis://127.0.0.1:%d" % port]
-    writer = start_writer(path, ROWS, ("a", "b"))
+    args = ["-c", "redis", "-b", "50", "--progress", "--timeout", "2000", "--sink", "redis://127.0.0.1:%d" % port]
+    writer = Writer(path, MAX_ROWS, ("a", "b"), until_stopped=True)
     p = stream(STREAM, EXT, path, args, log)
 
     def stored():
@@ -60,16 +61,20 @@ def main():
         except AssertionError:
             return 0
 
-    # SIGKILL cdc-stream mid-run, then restart it.
-    wait_for(lambda: stored() >= ROWS // 5, "a fifth of the rows in redis", p)
-    kill(p)
+    # SIGKILL cdc-stream mid-batch, then restart it.
+    wait_for(lambda: stored() >= 300, "300 rows in redis", p)
+    kill_mid_batch(p, [redis])
     p = stream(STREAM, EXT, path, args, log)
     # SIGKILL redis-server mid-run, then restart it on the same AOF.
-    wait_for(lambda: stored() >= ROWS // 2, "half of the rows in redis", p)
+    before = position(db, "redis")
+    wait_for(lambda: position(db, "redis") > before + 300, "300 more rows delivered after the restart", p)
     kill(redis)
     time.sleep(0.3)  # cdc-stream meets a refused connection
     redis = start_redis()
-    assert writer.wait(GUARD) == 0
+    before = position(db, "redis")
+    wait_for(lambda: position(db, "redis") > before + 300, "300 more rows delivered after redis's restart", p)
+    assert writer.running(), "the writer ended before the faults: raise MAX_ROWS"
+    rows = writer.stop()
     wait_for(lambda: pending(db, "redis") == 0, "the consumer drained", p)
 
     events = []
@@ -81,7 +86,7 @@ def main():
             assert entry_id == "%d-0" % e["id"] and e["table"] == table, (entry_id, e)
             events.append(e)
     events.sort(key=lambda e: e["id"])
-    check_exact(events, ROWS, "redis")
+    check_exact(events, rows, "redis")
 
     # SIGTERM: a clean stop, status 0, everything delivered acked.
     p.send_signal(signal.SIGTERM)
@@ -90,8 +95,11 @@ def main():
     log_text = open(log).read()
     kill(redis, signal.SIGTERM)
     retries = log_text.count("retrying")
+    dups = duplicates(log)
+    assert dups > 0, "the batch in flight at the SIGKILL was not sent again:\n" + log_text
     assert retries >= 1, "cdc-stream never met the redis outage:\n" + log_text
-    print("redis: %d rows, %d entries, each once; %d retry lines" % (ROWS, len(events), retries))
+    print("redis: %d rows, %d entries, each once; %d sent again and refused as duplicates; %d retry lines" %
+          (rows, len(events), dups, retries))
     print("1 passed, 0 failed")
 
 

@@ -91,8 +91,9 @@ const char kUsage[] =
     "                        " CDC_RELATIVE_EXTENSION ".so from it, else\n"
     "                        " CDC_INSTALLED_EXTENSION ".so)\n"
     "      --progress        print a progress line on stderr (sink, position, pending,\n"
-    "                        lag, delivered, rate, retries, last error) at most once a\n"
-    "                        second and at exit\n"
+    "                        lag, delivered, rate, retries, duplicates: events the\n"
+    "                        sink already held, last error) at most once a second\n"
+    "                        and at exit\n"
     "  -h, --help            this text\n"
     "\n"
     "sinks (--sink URL; this build has: %s):\n"
@@ -275,6 +276,7 @@ struct Shared {
   std::atomic<int64_t> delivered{0};   // events the sink confirmed
   std::atomic<int64_t> last_id{0};     // newest event id the sink confirmed
   std::atomic<int64_t> retries{0};
+  std::atomic<int64_t> duplicates{0};  // events the sink already held (a batch sent again)
   std::atomic<bool> fatal{false};      // a permanent error: stop, exit 1
   std::atomic<bool> closed{false};     // stdout closed: stop, exit 0
   std::mutex mu;
@@ -298,6 +300,7 @@ extern "C" int OnBatch(void* user, const cdc_change* c, int n) {
   sinks::Result r = sh->sink->Send(sh->batch);
   if (r.outcome == sinks::Outcome::kDelivered) {
     sh->delivered += n;
+    sh->duplicates += r.duplicates;
     sh->last_id = c[n - 1].id;
     return 0;
   }
@@ -485,11 +488,11 @@ void Progress(Stream* s, const Options& o, Shared* sh, double seconds) {
   const int64_t delivered = sh->delivered;
   fprintf(stderr,
           "cdc-stream: consumer=%s sink=%s position=%lld pending=%lld lag_ms=%lld delivered=%lld rate=%.0f/s "
-          "retries=%lld%s%s\n",
+          "retries=%lld duplicates=%lld%s%s\n",
           o.consumer.c_str(), sh->sink->Describe().c_str(), static_cast<long long>(pos),
           static_cast<long long>(pending), static_cast<long long>(lag), static_cast<long long>(delivered),
           seconds > 0 ? static_cast<double>(delivered) / seconds : 0.0, static_cast<long long>(sh->retries.load()),
-          err.empty() ? "" : " last_error=", err.c_str());
+          static_cast<long long>(sh->duplicates.load()), err.empty() ? "" : " last_error=", err.c_str());
 }
 
 }  // namespace

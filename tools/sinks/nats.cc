@@ -106,6 +106,7 @@ class NatsSink : public Sink {
     {
       std::lock_guard<std::mutex> g(mu_);
       acked_ = 0;
+      duplicates_ = 0;
       error_.clear();
     }
     failed_.store(false);
@@ -144,7 +145,9 @@ class NatsSink : public Sink {
     std::lock_guard<std::mutex> g(mu_);
     if (s == NATS_OK && publish_error.empty() && error_.empty() && sent == b.messages.size() &&
         acked_ == b.messages.size()) {
-      return Result();
+      Result r;
+      r.duplicates = static_cast<int64_t>(duplicates_);
+      return r;
     }
     std::string why = !error_.empty() ? error_
                       : !publish_error.empty() ? publish_error
@@ -182,6 +185,7 @@ class NatsSink : public Sink {
       std::lock_guard<std::mutex> g(self->mu_);
       if (pa && !pae) {
         self->acked_++;
+        if (pa->Duplicate) self->duplicates_++;
       } else {
         self->failed_.store(true);
         if (self->error_.empty()) {
@@ -250,6 +254,7 @@ class NatsSink : public Sink {
   bool stream_ready_ = false;
   std::mutex mu_;
   size_t acked_ = 0;        // guarded by mu_
+  size_t duplicates_ = 0;   // guarded by mu_
   std::string error_;       // guarded by mu_
   std::atomic<bool> failed_{false};
 };

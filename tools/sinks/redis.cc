@@ -100,18 +100,24 @@ class RedisSink : public Sink {
       if (redisAppendCommandArgv(c_, n, argv, len) != REDIS_OK) return Lost("XADD");
     }
     std::string error;
+    int64_t duplicates = 0;
     for (size_t i = 0; i < b.messages.size(); i++) {
       void* r = nullptr;
       if (redisGetReply(c_, &r) != REDIS_OK || !r) return Lost("XADD reply");
       auto* reply = static_cast<redisReply*>(r);
-      if (reply->type == REDIS_REPLY_ERROR && error.empty() &&
-          !strstr(reply->str, "equal or smaller than the target stream top item")) {
-        error = std::string(reply->str, reply->len) + " (event " + std::to_string(b.messages[i].id) + ")";
+      if (reply->type == REDIS_REPLY_ERROR) {
+        if (strstr(reply->str, "equal or smaller than the target stream top item")) {
+          duplicates++;
+        } else if (error.empty()) {
+          error = std::string(reply->str, reply->len) + " (event " + std::to_string(b.messages[i].id) + ")";
+        }
       }
       freeReplyObject(reply);
     }
     if (!error.empty()) return Result::Retry("redis " + Describe() + ": " + error);
-    return Result();
+    Result ok;
+    ok.duplicates = duplicates;
+    return ok;
   }
 
   std::string Describe() const override {

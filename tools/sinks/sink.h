@@ -54,8 +54,9 @@ struct Result {
   Outcome outcome = Outcome::kDelivered;
   std::string message;        // what went wrong (kRetry, kFatal)
   int64_t retry_after_ms = 0; // the far side asked to wait this long (HTTP Retry-After)
-  static Result Retry(std::string m, int64_t after_ms = 0) { return {Outcome::kRetry, std::move(m), after_ms}; }
-  static Result Fatal(std::string m) { return {Outcome::kFatal, std::move(m), 0}; }
+  int64_t duplicates = 0;     // kDelivered: events the far side already held (NATS, Redis)
+  static Result Retry(std::string m, int64_t after_ms = 0) { return {Outcome::kRetry, std::move(m), after_ms, 0}; }
+  static Result Fatal(std::string m) { return {Outcome::kFatal, std::move(m), 0, 0}; }
 };
 
 struct Config {

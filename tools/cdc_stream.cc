@@ -30,6 +30,7 @@
 // with a message on stderr; bad usage exits 2.
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <time.h>
@@ -58,9 +59,12 @@
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
+// Set by SIGINT/SIGTERM (a lock-free atomic: safe in a signal handler, and
+// read by the listener's thread and the sinks' waits).
+std::atomic<int> g_stop{0};
+static_assert(std::atomic<int>::is_always_lock_free, "g_stop is set in a signal handler");
 
-extern "C" void OnSignal(int) { g_stop = 1; }
+extern "C" void OnSignal(int) { g_stop.store(1); }
 
 }  // namespace
 
@@ -534,6 +538,15 @@ int main(int argc, char** argv) {
   const bool to_stdout = o.sink.url == "-";
   int status = 0;
   bool listening = false;
+  // Only the main thread takes SIGINT/SIGTERM: the threads started from here
+  // on (the listener, its acker, the sink libraries' own) inherit a mask
+  // that blocks them, so no library call there fails with EINTR. A signal
+  // that comes meanwhile waits for the unblock below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   if (!o.once || target > 0) {
     // Wake-up signals: inotify and the interval timer (commits come from other
     // connections: the commit hook would see none).
@@ -546,6 +559,7 @@ int main(int argc, char** argv) {
     }
     listening = true;
   }
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   auto last_progress = started;
   if (o.progress) Progress(&s, o, &sh, 0);
   while (listening && !g_stop && !sh.fatal && !sh.closed) {

@@ -208,7 +208,8 @@ void Formatter::Debezium(const cdc_change& c, Message* m) {
   v.append(",\"change_id\":").append(std::to_string(c.id));
   v.append("},\"op\":\"").append(op).append("\",\"ts_ms\":").append(std::to_string(NowMs())).append("}");
 
-  const std::vector<std::string>& cols = marker ? std::vector<std::string>() : KeyColumns(c.table);
+  static const std::vector<std::string> kNoKey;
+  const std::vector<std::string>& cols = marker ? kNoKey : KeyColumns(c.table);
   if (cols.empty()) {
     m->key = "null";
     return;

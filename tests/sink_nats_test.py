@@ -11,7 +11,9 @@ cluster: three nats-server processes in one cluster, an R3 stream. While the
          cdc-stream is SIGKILLed mid-run and restarted.
 Either way the stream then holds every event exactly once (Nats-Msg-Id
 <source id>:<event id>), in id order per subject, and SIGINT stops
-cdc-stream with status 0. The stream is read back with sink_nats_read
+cdc-stream with status 0. Then the same events in the Debezium format
+into a second stream (the key in the Cdc-Key header, a subject with
+{source}). The streams are read back with sink_nats_read
 (tests/sink_nats_read.cc, libnats). Skipped (77) without nats-server or
 without libnats.
 """
@@ -23,9 +25,9 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from sink_common import (GUARD, check_exact, duplicates, free_port, kill, kill_mid_batch, make_db, need,
-                         need_sink, pending, position, source_id, spawn, stream, tmpdir, wait_for, wait_port,
-                         Writer)
+from sink_common import (GUARD, check_exact, clean_env, duplicates, free_port, kill, kill_mid_batch, make_db,
+                         need, need_sink, pending, position, source_id, spawn, stream, tmpdir, wait_for,
+                         wait_port, Writer)
 
 STREAM, EXT, READ, MODE = sys.argv[1:5]
 MAX_ROWS = 20000  # the writer runs until the faults are done; this only bounds it
@@ -74,6 +76,7 @@ def main():
     path = os.path.join(tmp, "app.db")
     db = make_db(EXT, path, ("a", "b"))
     sid = source_id(db)
+    db.execute("SELECT cdc_consumer_add('dbz')")  # the Debezium run at the end
     log = os.path.join(tmp, "stream.log")
     args = ["-c", "nats", "-b", "50", "--progress", "--timeout", "2000", "--replicas", str(n), "--sink", "nats://" + servers]
     writer = Writer(path, MAX_ROWS, ("a", "b"), pause=0.05 if n == 1 else 0.1, until_stopped=True)
@@ -135,6 +138,20 @@ def main():
     assert p.wait(GUARD) == 0, open(log).read()
     assert position(db, "nats") == max(e["id"] for e in events)
     log_text = open(log).read()
+
+    # The Debezium format into JetStream: the envelope as the message, the
+    # key in the Cdc-Key header; a new stream from a subject with {source}.
+    r = subprocess.run([STREAM, "--extension", EXT, "-c", "dbz", "--once", "--format", "debezium", "--replicas",
+                        str(n), "--stream", "DBZ", "--subject", "dbz.{source}.{table}", "--sink", "nats://" + servers,
+                        path], capture_output=True, text=True, timeout=GUARD, env=clean_env())
+    assert r.returncode == 0 and "subjects dbz.*.*" in r.stderr, r.stderr
+    out = subprocess.run([READ, "dump", servers, "DBZ"], capture_output=True, text=True, timeout=GUARD)
+    dbz = [json.loads(l) for l in out.stdout.splitlines()]
+    assert len(dbz) == rows, (len(dbz), rows, out.stderr)
+    for m in dbz:
+        v = m["data"]
+        assert m["subject"] == "dbz.%s.%s" % (sid, v["source"]["table"]) and v["op"] == "c", m
+        assert json.loads(m["key"]) == {"id": v["after"]["id"]}, m
     dups = duplicates(log)
     assert dups > 0, "the batch in flight at the SIGKILL was not sent again:\n" + log_text
     for q in procs:

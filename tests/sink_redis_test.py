@@ -8,8 +8,9 @@ A writer process commits rows one by one into two tables. Meanwhile
 cdc-stream is SIGKILLed mid-run and started again, and redis-server is
 SIGKILLed and started again on the same AOF. At the end each stream
 (cdc:a, cdc:b) holds every event exactly once, with entry id <event id>-0,
-in id order; SIGTERM then stops cdc-stream with status 0. Skipped (77)
-without redis-server/redis-cli.
+in id order; SIGTERM then stops cdc-stream with status 0. Then the same
+events in the Debezium format (fields value and key, a key with {source}).
+Skipped (77) without redis-server/redis-cli or without hiredis.
 """
 import json
 import os
@@ -20,8 +21,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from sink_common import (GUARD, check_exact, clean_env, duplicates, free_port, kill, kill_mid_batch, make_db,
-                         need, need_sink, pending, position, spawn, stream, tmpdir, wait_for, wait_port,
-                         Writer)
+                         need, need_sink, pending, position, source_id, spawn, stream, tmpdir, wait_for,
+                         wait_port, Writer)
 
 STREAM, EXT = sys.argv[1:3]
 MAX_ROWS = 20000  # the writer runs until the faults are done; this only bounds it
@@ -50,6 +51,7 @@ def main():
     redis = start_redis()
     path = os.path.join(tmp, "app.db")
     db = make_db(EXT, path, ("a", "b"))
+    db.execute("SELECT cdc_consumer_add('dbz')")  # the Debezium run at the end
     log = os.path.join(tmp, "stream.log")
     args = ["-c", "redis", "-b", "50", "--progress", "--timeout", "2000", "--sink", "redis://127.0.0.1:%d" % port]
     writer = Writer(path, MAX_ROWS, ("a", "b"), until_stopped=True)
@@ -93,6 +95,23 @@ def main():
     assert p.wait(GUARD) == 0, open(log).read()
     assert position(db, "redis") == events[-1]["id"]
     log_text = open(log).read()
+
+    # The Debezium format into Redis: fields value (the envelope) and key,
+    # a key template with {source}.
+    sid = source_id(db)
+    r = subprocess.run([STREAM, "--extension", EXT, "-c", "dbz", "--once", "--format", "debezium", "--sink",
+                        "redis://127.0.0.1:%d" % port, "--key", "dbz:{source}:{table}", path],
+                       capture_output=True, text=True, timeout=GUARD, env=clean_env())
+    assert r.returncode == 0, r.stderr
+    n = 0
+    for table in ("a", "b"):
+        for entry_id, fields in rcli("XRANGE", "dbz:%s:%s" % (sid, table), "-", "+"):
+            f = dict(zip(fields[::2], fields[1::2]))
+            v, k = json.loads(f["value"]), json.loads(f["key"])
+            assert v["op"] == "c" and v["source"]["table"] == table and v["source"]["name"] == sid, v
+            assert entry_id == "%d-0" % v["source"]["change_id"] and k == {"id": v["after"]["id"]}, (entry_id, f)
+            n += 1
+    assert n == rows, (n, rows)
     kill(redis, signal.SIGTERM)
     retries = log_text.count("retrying")
     dups = duplicates(log)

@@ -29,6 +29,9 @@
 // (no such database, extension not loadable, a permanent sink error) exit 1
 // with a message on stderr; bad usage exits 2.
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -503,6 +506,15 @@ void Progress(Stream* s, const Options& o, Shared* sh, double seconds) {
 
 int main(int argc, char** argv) {
   Options o = ParseArgs(argc, argv);
+#ifdef __GLIBC__
+  // The callback thread allocates and frees a batch's buffers (formatted
+  // events, the sink library's request and reply buffers) over and over in
+  // its own malloc arena; glibc trims such an arena back with madvise after
+  // each free, a TLB shootdown each time. Measured with `cdc-stream --once
+  // --sink redis://… --progress` on a 100,000-event backlog: 89k–160k
+  // events/s with the default threshold, 200k–240k with this one.
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
 
   // SIGPIPE is ignored so a closed stdout shows up as EPIPE from the write.
   struct sigaction sa;

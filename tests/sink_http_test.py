@@ -53,6 +53,7 @@ def serve(rec, port):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             key = self.headers.get("Idempotency-Key")
             assert self.headers.get("Content-Type") == "application/json"
+            assert self.headers.get("Authorization") == "Bearer t0ken"  # --header
             ids = [e["id"] for e in json.loads(body)]
             what = rec.next()
             with rec.lock:
@@ -93,7 +94,7 @@ def main():
     db = make_db(EXT, path)
     sid = source_id(db)
     log = os.path.join(tmp, "stream.log")
-    args = ["-c", "hook", "-b", "40", "--timeout", "1000", "--sink", "http://127.0.0.1:%d/hook" % port]
+    args = ["-c", "hook", "-b", "40", "--timeout", "1000", "--header", "Authorization: Bearer t0ken", "--sink", "http://127.0.0.1:%d/hook" % port]
     writer = start_writer(path, ROWS)
     p = stream(STREAM, EXT, path, args, log)
     assert writer.stop() == ROWS

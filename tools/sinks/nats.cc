@@ -125,6 +125,14 @@ class NatsSink : public Sink {
       if (s == NATS_OK && cfg_.debezium) s = natsMsgHeader_Set(msg, "Cdc-Key", m.key.c_str());
       if (s == NATS_OK) s = js_PublishMsgAsync(js_, &msg, &po);
       if (msg) natsMsg_Destroy(msg);  // still ours when the publish failed
+      if (s == NATS_MAX_PAYLOAD) {
+        // Sending it again cannot help: the server's max_payload must grow.
+        Abandon();
+        return Result::Fatal("nats " + Describe() + ": event " + std::to_string(m.id) + " is " +
+                             std::to_string(m.value.size()) +
+                             " bytes, more than the server's max_payload (raise max_payload in the "
+                             "nats-server configuration; the batch is not acked)");
+      }
       if (s != NATS_OK) {
         publish_error = std::string("publish: ") + natsStatus_GetText(s) + " " + nats_GetLastError(nullptr);
         break;

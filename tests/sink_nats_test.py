@@ -152,6 +152,23 @@ def main():
         v = m["data"]
         assert m["subject"] == "dbz.%s.%s" % (sid, v["source"]["table"]) and v["op"] == "c", m
         assert json.loads(m["key"]) == {"id": v["after"]["id"]}, m
+    if MODE == "single":
+        # An event above the server's max_payload: a clear stop, not acked.
+        conf = os.path.join(tmp, "small.conf")
+        with open(conf, "w") as f:
+            f.write("max_payload: 1024\n")
+        small_port = free_port()
+        small = spawn([server, "-c", conf, "-js", "-a", "127.0.0.1", "-p", str(small_port), "-sd",
+                       os.path.join(tmp, "small")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(small_port, small)
+        db.execute("SELECT cdc_consumer_add('big', 'latest')")
+        db.execute("INSERT INTO a(v) VALUES(?)", ("x" * 5000,))
+        r = subprocess.run([STREAM, "--extension", EXT, "-c", "big", "--once", "--sink",
+                            "nats://127.0.0.1:%d" % small_port, path],
+                           capture_output=True, text=True, timeout=GUARD, env=clean_env())
+        assert r.returncode == 1 and "more than the server's max_payload" in r.stderr, r
+        assert pending(db, "big") == 1
+        kill(small, signal.SIGTERM)
     dups = duplicates(log)
     assert dups > 0, "the batch in flight at the SIGKILL was not sent again:\n" + log_text
     for q in procs:

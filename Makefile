@@ -5,7 +5,7 @@ comma := ,
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all test check demo bench clean sanitize tsan test-sqlite-latest install uninstall test-node soak \
+.PHONY: all test check demo bench bench-sinks clean sanitize tsan test-sqlite-latest install uninstall test-node soak \
 	deps-demo deps-test deps-python deps-npm deps-deb python npm deb
 
 # Set-up: tools/deps.sh installs the Debian packages that are missing (the
@@ -69,6 +69,13 @@ bench: deps-test
 	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DCDC_BUILD_BENCH=ON -DCDC_BUILD_TESTS=OFF >/dev/null
 	@cmake --build $(BENCH_BUILD) -j $(JOBS) >&2
 	@python3 bench/report.py $(BENCH_BUILD)/bench/cdc_bench
+
+# cdc-stream's sinks beside raw clients of the same brokers (nats-server and
+# redis-server on free local ports): events/s and commit → broker latency.
+bench-sinks:
+	@cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DCDC_BUILD_BENCH=ON -DCDC_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(BENCH_BUILD) -j $(JOBS) --target cdc cdc-stream sinks_bench >&2
+	@/usr/bin/python3 bench/sinks_bench.py $(BENCH_BUILD)
 
 clean:
 	rm -rf $(BUILD) build-*

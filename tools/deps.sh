@@ -33,7 +33,9 @@ for set_ in "$@"; do
       # docs and stream tests), npm (the newest-SQLite run fetches an
       # amalgamation from the npm registry; the Node tests build
       # better-sqlite3), and what the package tests use.
+      # cdc-stream's sinks and the servers their tests run on 127.0.0.1.
       pkgs+=(build-essential libgtest-dev libbenchmark-dev clang libclang-rt-14-dev
+             libcurl4-openssl-dev libnats-dev libhiredis-dev nats-server redis-server
              "${python[@]}" "${deb[@]}" "${npm[@]}")
       ;;
     *) echo "usage: tools/deps.sh [demo|python|npm|deb|test]..." >&2; exit 2 ;;

@@ -46,11 +46,14 @@
 #include <sys/prctl.h>
 #endif
 
+#include <cxxabi.h>
+#include <dlfcn.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -91,12 +94,17 @@ struct Listener {
   sqlite3* reg_db = nullptr;  // the registering connection
   std::string file, name;
   Options opt;
-  bool sql_callback = false;
+  bool sql_callback = false;  // cdc_serve: an SQL function, called on the caller's thread
   std::string sql_fn;
+  std::thread::id serve_thread;  // cdc_serve: the thread that runs the loop
   cdc_callback cb{};
   sqlite3* db = nullptr;  // the listener's own connection (its thread only)
   StopFlag stop;
   int64_t delivered = 0;  // newest id handed to the callback (listener thread only)
+  // The consumer's created_ms at the first read: tells it from a consumer of
+  // the same name made later (listener thread only).
+  int64_t created_ms = 0;
+  bool have_created = false;
   // Batch storage, reused from batch to batch so that a steady drain
   // allocates nothing per event (listener thread only).
   std::vector<Event> slots;
@@ -114,6 +122,9 @@ struct Listener {
   std::unique_ptr<Combiner> signals;
   std::thread thread;
   std::atomic<bool> done{false};
+  // Why the loop stopped by itself (consumer dropped, a change too big, ...);
+  // written by the loop's thread before `done`.
+  Status fatal;
 
   // Counters for cdc_status().
   std::mutex mu;
@@ -154,6 +165,37 @@ void NoteError(Listener* l, const std::string& msg, bool retry) {
     l->retries++;
     l->state = "retrying";
   }
+}
+
+// A step that failed before succeeded now: last_error no longer applies.
+void NoteRecovered(Listener* l) {
+  std::lock_guard<std::mutex> g(l->mu);
+  l->last_error.clear();
+}
+
+// Stops the loop for good (the listener thread only): the reason is
+// cdc_status()'s last_error, and cdc_serve's error.
+void Fail(Listener* l, const Status& why) {
+  l->fatal = why;
+  NoteError(l, why.message(), false);
+  l->stop.Set();
+}
+
+// Keeps cdc.so mapped until the process exits, once a listener thread has
+// been started: a connection closed inside a callback (or the last one
+// closed while a detached thread finishes) makes SQLite dlclose the
+// extension, and a thread still running its code would return into unmapped
+// memory. A thread cannot drop that reference itself (it would unmap the
+// code it returns into), so it is kept: the cost is that cdc.so stays loaded
+// after its last connection closes.
+void PinLibrary() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) != 0 && info.dli_fname) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    }
+  });
 }
 
 int64_t BackoffUs(int attempt, int64_t max_ms) {
@@ -207,30 +249,30 @@ Status DataVersion(Stmt* st, sqlite3* db, int64_t* v) {
 
 // --- options ---------------------------------------------------------------
 
-Status IntOption(const std::string& key, const std::string& type, int64_t v, int64_t lo, int64_t hi,
+Status IntOption(const std::string& fn, const std::string& key, const std::string& type, int64_t v, int64_t lo, int64_t hi,
                  int64_t* out) {
   if (type != "integer" || v < lo || v > hi) {
-    return Status::Error("cdc_listen: option \"" + key + "\" must be an integer from " +
+    return Status::Error(fn + ": option \"" + key + "\" must be an integer from " +
                          std::to_string(lo) + " to " + std::to_string(hi));
   }
   *out = v;
   return Status();
 }
 
-Status ParseOptions(sqlite3* db, sqlite3_value* v, Options* o) {
+Status ParseOptions(const std::string& fn, sqlite3* db, sqlite3_value* v, Options* o) {
   const char* kUsage = " (e.g. '{\"signals\": [\"watch\", \"interval\"], \"interval_ms\": 250, \"batch\": 256}')";
   if (sqlite3_value_type(v) != SQLITE_TEXT) {
-    return Status::Error(std::string("cdc_listen: options must be JSON object text") + kUsage);
+    return Status::Error(std::string(fn + ": options must be JSON object text") + kUsage);
   }
   std::string text(reinterpret_cast<const char*>(sqlite3_value_text(v)),
                    static_cast<size_t>(sqlite3_value_bytes(v)));
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT json_valid(?1), CASE WHEN json_valid(?1) THEN json_type(?1) END"));
   st.Bind(1, text);
-  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, "cdc_listen");
-  if (st.Int(0) != 1) return Status::Error(std::string("cdc_listen: options is not valid JSON") + kUsage);
+  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, fn);
+  if (st.Int(0) != 1) return Status::Error(std::string(fn + ": options is not valid JSON") + kUsage);
   if (st.Text(1) != "object") {
-    return Status::Error(std::string("cdc_listen: options must be a JSON object") + kUsage);
+    return Status::Error(std::string(fn + ": options must be a JSON object") + kUsage);
   }
   st = Stmt();
   CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT key, type, atom FROM json_each(?1)"));
@@ -240,12 +282,12 @@ Status ParseOptions(sqlite3* db, sqlite3_value* v, Options* o) {
   while ((rc = st.Step()) == SQLITE_ROW) {
     std::string key = st.Text(0), type = st.Text(1);
     if (!seen.insert(key).second) {
-      return Status::Error("cdc_listen: option \"" + key + "\" is given twice");
+      return Status::Error(fn + ": option \"" + key + "\" is given twice");
     }
     if (key == "signals") {
       const std::string kNames = "\"watch\", \"interval\", \"commit\"";
       if (type != "array") {
-        return Status::Error("cdc_listen: option \"signals\" must be an array of " + kNames);
+        return Status::Error(fn + ": option \"signals\" must be an array of " + kNames);
       }
       Stmt el;
       CDC_RETURN_IF_ERROR(el.Prepare(db, "SELECT type, atom FROM json_each(?1, '$.signals')"));
@@ -255,28 +297,31 @@ Status ParseOptions(sqlite3* db, sqlite3_value* v, Options* o) {
       while ((erc = el.Step()) == SQLITE_ROW) {
         std::string s = el.Text(1);
         int src = s == "watch" ? kSrcWatch : s == "interval" ? kSrcInterval : s == "commit" ? kSrcCommit : -1;
-        if (el.Text(0) != "text" || src < 0) {
-          return Status::Error("cdc_listen: unknown signal " + (el.Text(0) == "text" ? "\"" + s + "\"" : s) +
-                               " (known: " + kNames + ")");
+        if (el.Text(0) != "text") {
+          return Status::Error(fn + ": option \"signals\" must list signal names (" + kNames + "), not " +
+                               (el.Text(0) == "null" ? "null" : "a value of type " + el.Text(0)));
         }
-        if (mask & Bit(src)) return Status::Error("cdc_listen: signal \"" + s + "\" is listed twice");
+        if (src < 0) {
+          return Status::Error(fn + ": unknown signal " + "\"" + s + "\"" + " (known: " + kNames + ")");
+        }
+        if (mask & Bit(src)) return Status::Error(fn + ": signal \"" + s + "\" is listed twice");
         mask |= Bit(src);
       }
-      if (erc != SQLITE_DONE) return Status::FromDb(db, "cdc_listen");
-      if (!mask) return Status::Error("cdc_listen: option \"signals\" must name at least one of " + kNames);
+      if (erc != SQLITE_DONE) return Status::FromDb(db, fn);
+      if (!mask) return Status::Error(fn + ": option \"signals\" must name at least one of " + kNames);
       o->signals = mask;
     } else if (key == "interval_ms") {
-      CDC_RETURN_IF_ERROR(IntOption(key, type, st.Int(2), 1, 3600000, &o->interval_ms));
+      CDC_RETURN_IF_ERROR(IntOption(fn, key, type, st.Int(2), 1, 3600000, &o->interval_ms));
     } else if (key == "batch") {
-      CDC_RETURN_IF_ERROR(IntOption(key, type, st.Int(2), 1, 1000000, &o->batch));
+      CDC_RETURN_IF_ERROR(IntOption(fn, key, type, st.Int(2), 1, 1000000, &o->batch));
     } else if (key == "retry_max_ms") {
-      CDC_RETURN_IF_ERROR(IntOption(key, type, st.Int(2), 1, 3600000, &o->retry_max_ms));
+      CDC_RETURN_IF_ERROR(IntOption(fn, key, type, st.Int(2), 1, 3600000, &o->retry_max_ms));
     } else {
-      return Status::Error("cdc_listen: unknown option \"" + key +
+      return Status::Error(fn + ": unknown option \"" + key +
                            "\" (known: signals, interval_ms, batch, retry_max_ms)");
     }
   }
-  if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_listen");
+  if (rc != SQLITE_DONE) return Status::FromDb(db, fn);
   return Status();
 }
 
@@ -305,8 +350,8 @@ class FineTimerSlack {
 
 // --- the listener thread ---------------------------------------------------
 
-// Calls the C callback with the batch.
-Status CallC(Listener* l, const Event* batch, size_t n) {
+// Calls the C callback with the batch; *used = n (a C callback takes it whole).
+Status CallC(Listener* l, const Event* batch, size_t n, size_t* used) {
   std::vector<cdc_change> arr(n);
   for (size_t i = 0; i < n; i++) {
     const Event& e = batch[i];
@@ -317,9 +362,12 @@ Status CallC(Listener* l, const Event* batch, size_t n) {
     arr[i].before = e.has_before ? e.before.c_str() : nullptr;
     arr[i].after = e.has_after ? e.after.c_str() : nullptr;
   }
+  *used = n;
   int rc;
   try {
     rc = l->cb.fn(l->cb.user_data, arr.data(), static_cast<int>(n));
+  } catch (abi::__forced_unwind&) {
+    throw;  // the host ends this thread (pthread_exit at interpreter exit): let it
   } catch (...) {
     return Status::Error("callback threw an exception");
   }
@@ -327,28 +375,41 @@ Status CallC(Listener* l, const Event* batch, size_t n) {
   return Status();
 }
 
-// Calls the SQL function through the registering connection. *stopped is set
-// when the listener was stopped while waiting for that connection.
-Status CallSql(Listener* l, const Event* batch, size_t n, bool* stopped) {
+// cdc_serve: calls the SQL function with the batch as JSON, through the
+// serving connection, on the thread that called cdc_serve (which holds that
+// connection's mutex for as long as cdc_serve runs, and no host lock: hosts
+// release theirs around sqlite3_step). The JSON holds as many of the n
+// events as fit in SQLITE_LIMIT_LENGTH (*used of them; never a NULL batch);
+// a single event too big for it stops cdc_serve with an error naming it.
+Status CallSql(Listener* l, const Event* batch, size_t n, size_t* used) {
+  const int64_t max_len = sqlite3_limit(l->reg_db, SQLITE_LIMIT_LENGTH, -1);
   std::string json = "[";
+  *used = 0;
   for (size_t i = 0; i < n; i++) {
+    const size_t mark = json.size();
     if (i) json.push_back(',');
+    const size_t before = json.size();
     EventJson(&json, batch[i]);
+    if (static_cast<int64_t>(json.size()) + 1 > max_len) {
+      if (i == 0) {
+        Fail(l, EventTooBig("cdc_serve", l->name, batch[0].id, json.size() - before, max_len));
+        return l->fatal;
+      }
+      json.resize(mark);
+      break;
+    }
+    ++*used;
   }
   json.push_back(']');
-  sqlite3_mutex* m = sqlite3_db_mutex(l->reg_db);
-  int64_t nap = 20;
-  while (sqlite3_mutex_try(m) != SQLITE_OK) {
-    if (!l->stop.SleepUs(nap)) {
-      *stopped = true;
-      return Status::Error("stopped");
-    }
-    nap = std::min<int64_t>(nap * 2, 2000);
-  }
   Status st;
   sqlite3_stmt* s = nullptr;
   std::string sql = "SELECT " + Ident(l->sql_fn) + "(?1)";
-  if (sqlite3_prepare_v2(l->reg_db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+  int prc = sqlite3_prepare_v2(l->reg_db, sql.c_str(), -1, &s, nullptr);
+  if (prc == SQLITE_MISUSE) {  // the function closed this connection (it is a zombie now)
+    Fail(l, Status::Error("cdc_serve: the connection was closed"));
+    return l->fatal;
+  }
+  if (prc != SQLITE_OK) {
     st = Status::FromDb(l->reg_db, l->sql_fn);
   } else {
     sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8);
@@ -362,26 +423,46 @@ Status CallSql(Listener* l, const Event* batch, size_t n, bool* stopped) {
     }
   }
   sqlite3_finalize(s);
-  sqlite3_mutex_leave(m);
+  // Closed inside the function (Python conn.close(), sqlite3_close_v2): the
+  // connection lives on as a zombie until cdc_serve returns; nothing can run
+  // on it any more, and a prepare says so.
+  sqlite3_stmt* none = nullptr;
+  if (sqlite3_prepare_v2(l->reg_db, "", -1, &none, nullptr) == SQLITE_MISUSE) {
+    Fail(l, Status::Error("cdc_serve: the connection was closed"));
+    return l->fatal;
+  }
+  sqlite3_finalize(none);
+  // The function's writes on this connection must be committed before the
+  // batch is acked: a transaction it left open could still roll back.
+  if (!sqlite3_get_autocommit(l->reg_db)) {
+    Fail(l, Status::Error("cdc_serve: " + l->sql_fn + " returned with a transaction open on the serving "
+                          "connection; commit (or roll back) inside the function. Changes " +
+                          std::to_string(batch[0].id) + ".." + std::to_string(batch[*used - 1].id) +
+                          " were not acked"));
+    return l->fatal;
+  }
   return st;
 }
 
-// Delivers one batch, retrying until it is handled. False when stopped first.
-bool Deliver(Listener* l, const Event* batch, size_t n) {
+// Delivers one batch (or, for cdc_serve, the part of it that fits in the
+// length limit), retrying until it is handled. Returns how many events of
+// the batch were delivered: 0 when stopped first.
+size_t Deliver(Listener* l, const Event* batch, size_t n) {
   for (int attempt = 0;; attempt++) {
-    if (l->stop.IsSet()) return false;
+    if (l->stop.IsSet()) return 0;
     SetState(l, "delivering");
-    bool stopped = false;
-    Status st = l->sql_callback ? CallSql(l, batch, n, &stopped) : CallC(l, batch, n);
-    if (stopped) return false;
+    size_t used = 0;
+    Status st = l->sql_callback ? CallSql(l, batch, n, &used) : CallC(l, batch, n, &used);
+    if (l->stop.IsSet() && !st.ok()) return 0;  // stopped (or failed for good) meanwhile
     if (st.ok()) {
       std::lock_guard<std::mutex> g(l->mu);
       l->batches++;
-      l->changes += n;
-      return true;
+      l->changes += used;
+      if (attempt > 0) l->last_error.clear();
+      return used;
     }
     NoteError(l, st.message(), true);
-    if (!l->stop.SleepUs(BackoffUs(attempt, l->opt.retry_max_ms))) return false;
+    if (!l->stop.SleepUs(BackoffUs(attempt, l->opt.retry_max_ms))) return 0;
   }
 }
 
@@ -454,6 +535,35 @@ void Acker(Listener* l) noexcept {
   }
 }
 
+// The consumer's position, and whether it is still the consumer the listener
+// started with (*same). A consumer dropped and added again, or re-created
+// after cdc_teardown() and a new setup (whose ids start again at 1), is
+// another one: its created_ms differs, or its position went back.
+Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
+  Stmt st;
+  Status prep = st.Prepare(l->db, "SELECT pos, created_ms FROM main.__cdc_consumers WHERE name = ?1");
+  if (!prep.ok()) {
+    if (InternalTablesExist(l->db)) return prep;
+    *same = false;
+    return Status();
+  }
+  st.Bind(1, l->name);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) {
+    *same = false;
+    return Status();
+  }
+  if (rc != SQLITE_ROW) return Status::FromDb(l->db, "cdc_listen");
+  *pos = st.Int(0);
+  const int64_t created = st.Int(1);
+  if (!l->have_created) {
+    l->created_ms = created;
+    l->have_created = true;
+  }
+  *same = created == l->created_ms;
+  return Status();
+}
+
 // Reads the next batch after the consumer's position into slots[0, *count).
 Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
   // What the acker had committed before this snapshot began (the caller's
@@ -464,19 +574,19 @@ Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
     acked = l->ack_done;
   }
   int64_t pos = 0;
-  CDC_RETURN_IF_ERROR(ConsumerPosition(l->db, "cdc_listen", l->name, &pos));
+  bool same = true;
+  CDC_RETURN_IF_ERROR(ReadConsumer(l, &pos, &same));
   // Positions only move forward, so the snapshot's position is at least
-  // `acked`, unless the consumer was dropped and added again meanwhile: then
-  // start where it now stands, and forget what was waiting to be acked.
-  const bool recreated = pos < acked;
-  if (recreated) {
-    std::lock_guard<std::mutex> g(l->ack_mu);
-    l->ack_gen++;
-    l->ack_done = l->ack_want = l->delivered = pos;
+  // `acked`, unless the consumer was dropped and added again meanwhile.
+  if (!same || pos < acked) {
+    Fail(l, Status::Error("consumer " + NameInMessage(l->name) +
+                          " was dropped (cdc_consumer_drop or cdc_teardown()); the listener stopped: start "
+                          "one again for the consumer as it is now"));
+    return l->fatal;
   }
   {
     std::lock_guard<std::mutex> g(l->mu);  // cdc_status: the acked position
-    l->position = recreated ? pos : std::max(l->position, pos);
+    l->position = std::max(l->position, pos);
   }
   pos = std::max(pos, l->delivered);
   ReadRange r;
@@ -509,8 +619,9 @@ Status Drain(Listener* l, bool* found) {
     CDC_RETURN_IF_ERROR(end);
     if (count == 0) return Status();
     *found = true;
-    if (!Deliver(l, slots.data(), count)) return Status();
-    l->delivered = slots[count - 1].id;
+    size_t used = Deliver(l, slots.data(), count);
+    if (used == 0) return Status();
+    l->delivered = slots[used - 1].id;
     PostAck(l, l->delivered);
   }
   return Status();
@@ -529,11 +640,13 @@ void Loop(Listener* l) {
       last_dv = v;
       st = Drain(l, &found);
       if (!st.ok()) {
+        if (l->stop.IsSet()) break;
         NoteError(l, st.message(), true);
         force = true;
         if (!l->stop.SleepUs(BackoffUs(read_errors++, l->opt.retry_max_ms))) break;
         continue;
       }
+      if (read_errors > 0) NoteRecovered(l);
       read_errors = 0;
     }
     force = false;
@@ -549,7 +662,26 @@ void Loop(Listener* l) {
   }
 }
 
-void Run(Listener* l) noexcept {
+// Ends the acker and closes the listener's connections.
+void Shutdown(Listener* l, std::thread* acker) {
+  {
+    std::lock_guard<std::mutex> g(l->ack_mu);
+    l->ack_quit = true;
+    l->ack_cv.notify_one();
+  }
+  if (acker->joinable()) acker->join();
+  sqlite3_close_v2(l->ack_db);
+  l->ack_db = nullptr;
+  sqlite3_close_v2(l->db);
+  l->db = nullptr;
+}
+
+// The listener's loop, on its own thread (cdc_listen) or on the caller's
+// (cdc_serve). Not noexcept: a host may end the thread inside a callback
+// with a forced unwind (CPython's pthread_exit of a thread that wants the GIL
+// at interpreter exit); it must pass through every frame, cleaning up, and
+// is never caught for good.
+void Run(Listener* l) {
   FineTimerSlack slack;
   std::thread acker;
   try {
@@ -558,20 +690,17 @@ void Run(Listener* l) noexcept {
     NoteError(l, "cannot start the acker thread", false);
     l->stop.Set();
   }
-  {
+  try {
     StmtCache cache(l->db);  // the loop runs the same few statements: parse them once
     Loop(l);
+  } catch (abi::__forced_unwind&) {
+    l->stop.Set();
+    Shutdown(l, &acker);  // no user code (destroy) on a thread being ended
+    SetState(l, "stopped");
+    l->done.store(true);
+    throw;
   }
-  {
-    std::lock_guard<std::mutex> g(l->ack_mu);
-    l->ack_quit = true;
-    l->ack_cv.notify_one();
-  }
-  if (acker.joinable()) acker.join();
-  sqlite3_close_v2(l->ack_db);
-  l->ack_db = nullptr;
-  sqlite3_close_v2(l->db);
-  l->db = nullptr;
+  Shutdown(l, &acker);
   if (l->cb.destroy) l->cb.destroy(l->cb.user_data);
   SetState(l, "stopped");
   l->done.store(true);
@@ -629,9 +758,15 @@ ConnState* FindConn(sqlite3* db) {
 }
 
 // The thread owns a reference: a listener detached at close outlives its list.
-void Thread(std::shared_ptr<Listener> l) noexcept { Run(l.get()); }
+void Thread(std::shared_ptr<Listener> l) { Run(l.get()); }
 
 }  // namespace
+
+// An argument's text, or "" (for messages only).
+std::string ArgTextOr(sqlite3_value* v) {
+  const unsigned char* t = sqlite3_value_type(v) == SQLITE_TEXT ? sqlite3_value_text(v) : nullptr;
+  return t ? reinterpret_cast<const char*>(t) : "";
+}
 
 // --- connection state ---------------------------------------------------------
 
@@ -678,6 +813,125 @@ void DestroyConnectionState(void* p) {
 
 // --- SQL functions ----------------------------------------------------------------
 
+namespace {
+
+// cdc_listen and cdc_serve read the log through connections of their own,
+// which have no authorizer: refuse when the caller's connection may not read
+// what cdc_poll reads (the log and the consumers), as cdc_poll would be.
+Status CheckReadAuthorized(sqlite3* db, const char* fn) {
+  for (const char* sql : {"SELECT * FROM main.__cdc_log", "SELECT * FROM main.__cdc_consumers"}) {
+    Stmt probe;
+    Status st = probe.Prepare(db, sql);
+    if (!st.ok() && sqlite3_errcode(db) == SQLITE_AUTH) {
+      return Status::Error(std::string(fn) + ": not authorized: this connection's authorizer denies reading the "
+                           "change log (" + st.message() + "); a listener would read it through a connection of "
+                           "its own");
+    }
+  }
+  return Status();
+}
+
+// What cdc_listen and cdc_serve share: the arguments, the consumer, the
+// listener's own connections and its signals. `callback` is the argument's
+// kind: a cdc_callback pointer (cdc_listen) or a function name (cdc_serve).
+Status Setup(sqlite3* db, const char* fn, int argc, sqlite3_value** argv, Listener* l) {
+  CDC_RETURN_IF_ERROR(ArgText(fn, argv, 0, "consumer name", &l->name));
+  if (argc > 2) CDC_RETURN_IF_ERROR(ParseOptions(fn, db, argv[2], &l->opt));
+  l->file = MainFile(db);
+  if (l->file.empty()) {
+    return Status::Error(std::string(fn) +
+                         ": the database is in memory or temporary: a listener needs its own connection to a "
+                         "database file (use cdc_wait, cdc_poll and cdc_ack on this connection instead)");
+  }
+  CDC_RETURN_IF_ERROR(RequireWritable(db, fn));
+  int64_t pos = 0;
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, l->name, &pos));
+  CDC_RETURN_IF_ERROR(CheckReadAuthorized(db, fn));
+  if (l->sql_callback) {
+    Stmt probe;
+    if (!probe.Prepare(db, "SELECT " + Ident(l->sql_fn) + "(NULL)").ok()) {
+      return Status::Error(std::string(fn) + ": no SQL function " + Ident(l->sql_fn) +
+                           " taking one argument is registered on this connection");
+    }
+  }
+  ConnState* cs = FindConn(db);
+  if (!cs) return Status::Error(std::string(fn) + ": the extension is not initialised on this connection");
+  l->owner = cs;
+  l->reg_db = db;
+
+  CDC_RETURN_IF_ERROR(OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db));
+  CDC_RETURN_IF_ERROR(OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->ack_db));
+  // Acks need not be fsynced in WAL mode: one lost to a power cut only means
+  // a batch is delivered again (at least once), and writers wait less.
+  CDC_RETURN_IF_ERROR(Exec(l->ack_db, "PRAGMA synchronous=NORMAL"));
+  if (!ConsumerPosition(l->db, fn, l->name, &pos).ok()) {
+    return Status::Error(std::string(fn) + ": consumer " + NameInMessage(l->name) +
+                         " is not committed yet; commit the transaction that added it first");
+  }
+  Clock* clock = SystemClock();
+  l->signals = std::make_unique<Combiner>(clock);
+  if (l->opt.signals & Bit(kSrcWatch)) {
+    auto w = std::make_unique<WatchSignal>();
+    std::string err = w->Open(l->file);
+    if (!err.empty()) return Status::Error(std::string(fn) + ": " + err + " (leave \"watch\" out of \"signals\")");
+    l->signals->Add(std::move(w));
+  }
+  if (l->opt.signals & Bit(kSrcInterval)) {
+    l->signals->Add(std::make_unique<IntervalSignal>(clock->NowUs(), l->opt.interval_ms * 1000));
+  }
+  if (l->opt.signals & Bit(kSrcCommit)) {
+    auto c = std::make_unique<CommitSignal>();
+    if (!c->ok()) return Status::Error(std::string(fn) + ": cannot create an eventfd");
+    l->commit = c.get();
+    l->signals->Add(std::move(c));
+  }
+  if (!l->stop.ok()) return Status::Error(std::string(fn) + ": cannot create an eventfd");
+  return Status();
+}
+
+// Adds l to the live listeners unless its consumer already has one here (a
+// listener that stopped by itself gives its place up).
+Status Register(const char* fn, const std::shared_ptr<Listener>& l) {
+  Registry& r = Reg();
+  std::lock_guard<std::mutex> g(r.mu);
+  for (auto it = r.live.begin(); it != r.live.end(); ++it) {
+    if ((*it)->file != l->file || (*it)->name != l->name) continue;
+    if ((*it)->done.load()) {
+      if ((*it)->thread.joinable()) r.zombies.push_back(*it);  // joined by Reap()
+      r.live.erase(it);
+      break;
+    }
+    return Status::Error(std::string(fn) + ": consumer " + NameInMessage(l->name) +
+                         " already has a listener in this process (stop it with SELECT cdc_unlisten(" +
+                         NameInMessage(l->name) + "))");
+  }
+  r.live.push_back(l);
+  return Status();
+}
+
+void Unregister(const std::shared_ptr<Listener>& l) {
+  Registry& r = Reg();
+  std::lock_guard<std::mutex> g(r.mu);
+  auto it = std::find(r.live.begin(), r.live.end(), l);
+  if (it != r.live.end()) r.live.erase(it);
+}
+
+void CloseOwn(Listener* l) {
+  sqlite3_close_v2(l->ack_db);
+  l->ack_db = nullptr;
+  sqlite3_close_v2(l->db);
+  l->db = nullptr;
+}
+
+void InstallCommitHook(sqlite3* db, Listener* l) {
+  if ((l->opt.signals & Bit(kSrcCommit)) && !l->owner->hook) {
+    sqlite3_commit_hook(db, CommitHook, l->owner);
+    l->owner->hook = true;
+  }
+}
+
+}  // namespace
+
 void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   const char* fn = "cdc_listen";
   sqlite3* db = sqlite3_context_db_handle(ctx);
@@ -685,115 +939,80 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   auto l = std::make_shared<Listener>();
   Status st = ArgText(fn, argv, 0, "consumer name", &l->name);
   if (!st.ok()) return ResultError(ctx, st);
-  // The callback: a cdc_callback pointer (include/cdc.h) or an SQL function name.
+  // The callback: a cdc_callback pointer (include/cdc.h). An SQL function is
+  // cdc_serve's: called from this background thread through the registering
+  // connection, it deadlocks any host with a global lock (the host thread
+  // holds the lock and waits for the connection; the listener holds the
+  // connection and waits for the lock).
   if (auto* cb = static_cast<cdc_callback*>(sqlite3_value_pointer(argv[1], CDC_CALLBACK_TYPE))) {
     if (cb->abi != CDC_CALLBACK_ABI || !cb->fn) {
       return ResultError(ctx, Status::Error("cdc_listen: the cdc_callback has no function or an unknown abi"));
     }
     l->cb = *cb;
-  } else if (sqlite3_value_type(argv[1]) == SQLITE_TEXT && sqlite3_value_bytes(argv[1]) > 0) {
-    l->sql_callback = true;
-    l->sql_fn = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
+  } else if (sqlite3_value_type(argv[1]) == SQLITE_TEXT) {
+    return ResultError(ctx, Status::Error(
+        "cdc_listen: an SQL-function callback is called by cdc_serve, not cdc_listen: run SELECT cdc_serve(" +
+        NameInMessage(l->name) + ", " + NameInMessage(ArgTextOr(argv[1])) +
+        ") on a connection of its own, in a thread of its own (a background thread calling into this "
+        "connection deadlocks hosts with a global lock such as Python's GIL; README \"Push delivery\")"));
   } else {
     return ResultError(ctx, Status::Error(
-        "cdc_listen: callback must be the name of an SQL function taking one argument, or a "
-        "cdc_callback pointer bound with sqlite3_bind_pointer(..., \"cdc_callback\", ...) (include/cdc.h)"));
+        "cdc_listen: callback must be a cdc_callback pointer bound with "
+        "sqlite3_bind_pointer(..., \"cdc_callback\", ...) (include/cdc.h); for an SQL function use cdc_serve"));
   }
-  if (argc > 2) {
-    st = ParseOptions(db, argv[2], &l->opt);
-    if (!st.ok()) return ResultError(ctx, st);
-  }
-  l->file = MainFile(db);
-  if (l->file.empty()) {
-    return ResultError(ctx, Status::Error(
-        "cdc_listen: the database is in memory or temporary: a listener needs its own connection to a "
-        "database file (use cdc_wait, cdc_poll and cdc_ack on this connection instead)"));
-  }
-  st = RequireWritable(db, fn);
-  if (!st.ok()) return ResultError(ctx, st);
-  int64_t pos = 0;
-  st = ConsumerPosition(db, fn, l->name, &pos);
-  if (!st.ok()) return ResultError(ctx, st);
-  if (l->sql_callback) {
-    if (sqlite3_db_mutex(db) == nullptr) {
-      return ResultError(ctx, Status::Error(
-          "cdc_listen: an SQL-function callback needs a connection in serialized threading mode "
-          "(SQLITE_OPEN_FULLMUTEX); this connection is not"));
-    }
-    Stmt probe;
-    if (!probe.Prepare(db, "SELECT " + Ident(l->sql_fn) + "(NULL)").ok()) {
-      return ResultError(ctx, Status::Error("cdc_listen: no SQL function " + Ident(l->sql_fn) +
-                                            " taking one argument is registered on this connection"));
-    }
-  }
-  ConnState* cs = FindConn(db);
-  if (!cs) return ResultError(ctx, Status::Error("cdc_listen: the extension is not initialised on this connection"));
-  l->owner = cs;
-  l->reg_db = db;
-
-  st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db);
-  if (st.ok()) st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->ack_db);
-  // Acks need not be fsynced in WAL mode: one lost to a power cut only means
-  // a batch is delivered again (at least once), and writers wait less.
-  if (st.ok()) st = Exec(l->ack_db, "PRAGMA synchronous=NORMAL");
+  st = Setup(db, fn, argc, argv, l.get());
+  if (st.ok()) st = Register(fn, l);
   if (st.ok()) {
-    st = ConsumerPosition(l->db, fn, l->name, &pos);
-    if (!st.ok()) {
-      st = Status::Error("cdc_listen: consumer " + Literal(l->name) +
-                         " is not committed yet; commit the transaction that added it first");
-    }
-  }
-  if (st.ok()) {
-    Clock* clock = SystemClock();
-    l->signals = std::make_unique<Combiner>(clock);
-    if (l->opt.signals & Bit(kSrcWatch)) {
-      auto w = std::make_unique<WatchSignal>();
-      std::string err = w->Open(l->file);
-      if (!err.empty()) st = Status::Error("cdc_listen: " + err + " (leave \"watch\" out of \"signals\")");
-      l->signals->Add(std::move(w));
-    }
-    if (l->opt.signals & Bit(kSrcInterval)) {
-      l->signals->Add(std::make_unique<IntervalSignal>(clock->NowUs(), l->opt.interval_ms * 1000));
-    }
-    if (l->opt.signals & Bit(kSrcCommit)) {
-      auto c = std::make_unique<CommitSignal>();
-      if (!c->ok()) st = Status::Error("cdc_listen: cannot create an eventfd");
-      l->commit = c.get();
-      l->signals->Add(std::move(c));
-    }
-    if (!l->stop.ok()) st = Status::Error("cdc_listen: cannot create an eventfd");
-  }
-  if (st.ok()) {
-    Registry& r = Reg();
-    std::lock_guard<std::mutex> g(r.mu);
-    for (const auto& o : r.live) {
-      if (o->file == l->file && o->name == l->name) {
-        st = Status::Error("cdc_listen: consumer " + Literal(l->name) +
-                           " already has a listener in this process (stop it with SELECT cdc_unlisten(" +
-                           Literal(l->name) + "))");
-      }
-    }
-    if (st.ok()) {
-      try {
-        l->thread = std::thread(Thread, l);
-        r.live.push_back(l);
-      } catch (...) {
-        st = Status::Error("cdc_listen: cannot start a thread");
-      }
+    PinLibrary();
+    try {
+      l->thread = std::thread(Thread, l);
+    } catch (...) {
+      Unregister(l);
+      st = Status::Error("cdc_listen: cannot start a thread");
     }
   }
   if (!st.ok()) {
-    sqlite3_close_v2(l->ack_db);
-    l->ack_db = nullptr;
-    sqlite3_close_v2(l->db);
-    l->db = nullptr;
+    CloseOwn(l.get());
     return ResultError(ctx, st);
   }
-  if ((l->opt.signals & Bit(kSrcCommit)) && !cs->hook) {
-    sqlite3_commit_hook(db, CommitHook, cs);
-    cs->hook = true;
-  }
+  InstallCommitHook(db, l.get());
   sqlite3_result_int(ctx, 1);
+}
+
+void SqlServe(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  const char* fn = "cdc_serve";
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  Reap();
+  auto l = std::make_shared<Listener>();
+  l->sql_callback = true;
+  Status st = ArgText(fn, argv, 1, "callback (the name of an SQL function)", &l->sql_fn);
+  if (st.ok() && std::strlen(l->sql_fn.c_str()) != l->sql_fn.size()) {
+    st = Status::Error("cdc_serve: the callback name contains a NUL character");
+  }
+  if (st.ok()) st = Setup(db, fn, argc, argv, l.get());
+  if (st.ok() && !sqlite3_get_autocommit(db)) {
+    st = Status::Error(
+        "cdc_serve: the connection is inside a transaction: the function's writes would commit only with "
+        "it, after their batches were acked; call cdc_serve outside a transaction");
+  }
+  if (st.ok()) st = Register(fn, l);
+  if (!st.ok()) {
+    CloseOwn(l.get());
+    return ResultError(ctx, st);
+  }
+  InstallCommitHook(db, l.get());
+  l->serve_thread = std::this_thread::get_id();
+  struct Leave {  // also on a forced unwind out of the function
+    std::shared_ptr<Listener> l;
+    ~Leave() {
+      l->done.store(true);
+      Unregister(l);
+    }
+  } leave{l};
+  Run(l.get());
+  if (!l->fatal.ok()) return ResultError(ctx, l->fatal);
+  std::lock_guard<std::mutex> g(l->mu);
+  sqlite3_result_int64(ctx, static_cast<int64_t>(l->changes));
 }
 
 void SqlUnlisten(sqlite3_context* ctx, int, sqlite3_value** argv) {
@@ -816,9 +1035,12 @@ void SqlUnlisten(sqlite3_context* ctx, int, sqlite3_value** argv) {
     }
   }
   if (!l) {
-    return ResultError(ctx, Status::Error("cdc_unlisten: no listener for consumer " + Literal(name) +
+    return ResultError(ctx, Status::Error("cdc_unlisten: no listener for consumer " + NameInMessage(name) +
                                           " on this database (start one with cdc_listen)"));
   }
+  // A cdc_serve is not waited for: its function may be waiting for this very
+  // connection (and its thread for a host lock this thread holds); it
+  // returns after the batch in hand.
   l->stop.Set();
   Finish(std::move(l));
   Reap();

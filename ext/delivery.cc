@@ -8,6 +8,7 @@
 
 #include "capture.h"
 #include "json.h"
+#include "lease.h"
 
 namespace cdc {
 
@@ -99,6 +100,7 @@ Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t li
                 std::string* out, int64_t* count) {
   int64_t pos = 0;
   CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &pos));
+  CDC_RETURN_IF_ERROR(RefuseIfLeased(db, fn, name));  // one active reader per consumer (lease.h)
   ReadRange r;
   r.after = pos;
   r.limit = limit;

@@ -66,6 +66,7 @@
 #include "cdc.h"
 #include "delivery.h"
 #include "json.h"
+#include "lease.h"
 #include "signals.h"
 
 namespace cdc {
@@ -119,6 +120,9 @@ struct Listener {
   std::chrono::steady_clock::time_point ack_posted_at;  // of ack_want; guarded by ack_mu
   bool ack_quit = false;  // guarded by ack_mu
   CommitSignal* commit = nullptr;  // owned by signals; Notify()'d by the hook
+  // The consumer's lease across processes (lease.h): reads and delivers only
+  // while it holds it; a standby until then.
+  Lease lease;
   std::unique_ptr<Combiner> signals;
   std::thread thread;
   std::atomic<bool> done{false};
@@ -633,6 +637,12 @@ void Loop(Listener* l) {
   bool force = true;  // drain on start
   int read_errors = 0;
   while (!l->stop.IsSet()) {
+    if (!l->lease.TryTake()) {  // a standby: another listener delivers
+      SetState(l, "standby");
+      if (!l->stop.SleepUs(20000)) break;
+      force = true;
+      continue;
+    }
     int64_t v = -1;
     Status st = DataVersion(&dv, l->db, &v);
     bool found = false;
@@ -696,11 +706,13 @@ void Run(Listener* l) {
   } catch (abi::__forced_unwind&) {
     l->stop.Set();
     Shutdown(l, &acker);  // no user code (destroy) on a thread being ended
+    l->lease.Release();
     SetState(l, "stopped");
     l->done.store(true);
     throw;
   }
   Shutdown(l, &acker);
+  l->lease.Release();  // after the last ack: a standby starts where this one ended
   if (l->cb.destroy) l->cb.destroy(l->cb.user_data);
   SetState(l, "stopped");
   l->done.store(true);
@@ -861,6 +873,8 @@ Status Setup(sqlite3* db, const char* fn, int argc, sqlite3_value** argv, Listen
 
   CDC_RETURN_IF_ERROR(OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db));
   CDC_RETURN_IF_ERROR(OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->ack_db));
+  Status lst = l->lease.Open(l->file, l->name);
+  if (!lst.ok()) return Status::Error(std::string(fn) + ": " + lst.message());
   // Acks need not be fsynced in WAL mode: one lost to a power cut only means
   // a batch is delivered again (at least once), and writers wait less.
   CDC_RETURN_IF_ERROR(Exec(l->ack_db, "PRAGMA synchronous=NORMAL"));
@@ -1141,7 +1155,8 @@ void AppendListenersJson(sqlite3* db, std::string* out) {
       first = false;
       out->append("\"").append(SourceName(s)).append("\"");
     }
-    out->append("],\"interval_ms\":");
+    out->append("]");
+    out->append(",\"interval_ms\":");
     JsonInt(out, l->opt.interval_ms);
     out->append(",\"batch\":");
     JsonInt(out, l->opt.batch);
@@ -1166,7 +1181,39 @@ void AppendListenersJson(sqlite3* db, std::string* out) {
     } else {
       JsonString(out, l->last_error);
     }
+    out->append(",\"remote\":false,\"pid\":");
+    JsonInt(out, static_cast<int64_t>(getpid()));
+    out->append(",\"lease\":");
+    if (l->done.load()) {
+      out->append("null");
+    } else if (l->lease.held()) {
+      out->append("\"held\"");
+    } else {
+      LeaseHolder h = ReadLeaseHolder(l->file, l->name);
+      JsonString(out, h.live ? "standby (held by " + DescribeHolder(h) + ")" : "standby");
+    }
     out->push_back('}');
+  }
+  // Listeners of other processes, seen through their consumers' leases.
+  Stmt names;
+  if (!file.empty() && InternalTablesExist(db) &&
+      names.Prepare(db, "SELECT name FROM main.__cdc_consumers ORDER BY name").ok()) {
+    while (names.Step() == SQLITE_ROW) {
+      const std::string name = names.Text(0);
+      bool mine = false;
+      for (const auto& l : ls) mine = mine || (l->name == name && l->lease.held());
+      if (mine) continue;
+      LeaseHolder h = ReadLeaseHolder(file, name);
+      if (!h.live) continue;
+      if (out->back() != '[') out->push_back(',');
+      out->append("{\"consumer\":");
+      JsonString(out, name);
+      out->append(",\"remote\":true,\"pid\":");
+      JsonInt(out, h.pid);
+      out->append(",\"host\":");
+      JsonString(out, h.host);
+      out->append(",\"lease\":\"held\"}");
+    }
   }
   out->push_back(']');
 }

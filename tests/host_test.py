@@ -418,6 +418,20 @@ def child_consumer_dropped(ext, path):
     print(json.dumps({"got": got, "error": outcome.get("error"), "thread_ended": not t.is_alive()}))
 
 
+def child_lease_listener(ext, path):
+    # Item 8: a listener process; prints "batch ID ..." per delivered batch
+    # until it is killed. Started twice on one consumer: one delivers, the
+    # other is a standby.
+    def on_batch(batch_json):
+        print("batch " + " ".join(str(e["id"]) for e in json.loads(batch_json)), flush=True)
+        return True
+
+    print("started %d" % os.getpid(), flush=True)
+    t, outcome = serve_in_thread(ext, path, on_batch, {"batch": 20})
+    t.join()
+    print(json.dumps(outcome.get("error")), flush=True)
+
+
 CHILDREN = {name[len("child_"):]: fn for name, fn in globals().items() if name.startswith("child_")}
 
 
@@ -533,6 +547,70 @@ class HostSafety(unittest.TestCase):
         self.assertTrue(r["thread_ended"], r)
         self.assertEqual(r["got"], [1, 2, 3], r)  # the new consumer's 1, 2, 3 are not delivered
         self.assertIn("consumer 'c' was dropped", r["error"])
+
+    def test_one_listener_per_consumer_across_processes_and_takeover_after_sigkill(self):
+        app = connect(self.ext, self.path)
+
+        def spawn():
+            p = subprocess.Popen([sys.executable, os.path.abspath(__file__), self.ext, "--child", "lease_listener",
+                                  self.path], stdout=subprocess.PIPE, text=True)
+            lines = []
+            reader = threading.Thread(target=lambda: lines.extend(iter(p.stdout.readline, "")), daemon=True)
+            reader.start()
+            return p, lines
+
+        def ids(lines):
+            return [int(x) for l in list(lines) if l.startswith("batch") for x in l.split()[1:]]
+
+        def status():
+            return json.loads(app.execute("SELECT cdc_status()").fetchone()[0])["listeners"]
+
+        a, a_lines = spawn()
+        try:
+            for n in range(100):
+                app.execute("INSERT INTO t(v) VALUES(?)", (n,))
+            self.assertTrue(wait_for(lambda: ids(a_lines)[-1:] == [100]), a_lines)
+            b, b_lines = spawn()
+            try:
+                self.assertTrue(wait_for(lambda: any(l.startswith("started") for l in b_lines)))
+                time.sleep(0.5)  # b runs and stands by
+                for n in range(100, 200):
+                    app.execute("INSERT INTO t(v) VALUES(?)", (n,))
+                self.assertTrue(wait_for(lambda: ids(a_lines)[-1:] == [200]), a_lines)
+                self.assertEqual(ids(b_lines), [])  # one reader at a time
+                # Any process sees the holder; cdc_poll refuses a leased consumer.
+                self.assertEqual([(x["consumer"], x["remote"], x["pid"]) for x in status()], [("c", True, a.pid)])
+                with self.assertRaisesRegex(sqlite3.OperationalError,
+                                            r"cdc_poll: consumer 'c' is being delivered by a listener \(pid %d on "
+                                            % a.pid):
+                    app.execute("SELECT cdc_poll('c')").fetchone()
+                # The holder dies hard: the standby takes over at once.
+                a.kill()
+                a.wait()
+                killed = time.time()
+                for n in range(200, 300):
+                    app.execute("INSERT INTO t(v) VALUES(?)", (n,))
+                self.assertTrue(wait_for(lambda: ids(b_lines)[-1:] == [300]), b_lines)
+                took = time.time() - killed
+                self.assertLess(took, 5.0)
+                self.assertEqual([(x["remote"], x["pid"]) for x in status()], [(True, b.pid)])
+                # Nothing lost; repeated only what a had delivered but not acked.
+                got_a, got_b = ids(a_lines), ids(b_lines)
+                self.assertEqual(sorted(set(got_a) | set(got_b)), list(range(1, 301)))
+                self.assertEqual(got_b, sorted(got_b))
+                self.assertTrue(set(got_a) & set(got_b) <= set(range(got_b[0], 201)), (got_a[-5:], got_b[:5]))
+                print("takeover after SIGKILL: %.0f ms to deliver the next 100 changes" % (took * 1000))
+            finally:
+                b.kill()
+                b.wait()
+                b.stdout.close()
+        finally:
+            a.kill()
+            a.wait()
+            a.stdout.close()
+        # Nobody holds the lease now: cdc_poll reads again.
+        self.assertEqual(status(), [])
+        app.execute("SELECT cdc_poll('c')").fetchone()
 
 
 if __name__ == "__main__":

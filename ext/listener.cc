@@ -1,21 +1,25 @@
-// listener.cc — background listeners and cdc_wait (DESIGN §4).
+// listener.cc — listeners (cdc_listen, cdc_serve) and cdc_wait (DESIGN §4).
 //
-//   SELECT cdc_listen('search', 'on_changes');                 -- SQL function callback
-//   SELECT cdc_listen('search', 'on_changes', '{"batch": 100}');
+//   SELECT cdc_listen('search', ?2 [, '{"batch": 100}']);  -- ?2: a C callback (include/cdc.h)
+//   SELECT cdc_serve('search', 'on_changes' [, options]);  -- blocks; calls the SQL function here
 //   SELECT cdc_unlisten('search');
-//   SELECT cdc_wait('search', 5000);                           -- pending count, 0 on timeout
-//   (C callbacks: include/cdc.h binds a cdc_callback with sqlite3_bind_pointer.)
+//   SELECT cdc_wait('search', 5000);                       -- pending count, 0 on timeout
 //
-// How it works. A listener is a thread with its own connection to the
-// registering connection's database file. It loops:
+// How it works. A listener has its own connection to the registering
+// connection's database file. Its loop runs on a thread of its own
+// (cdc_listen) or on the thread that called cdc_serve:
+//   0. Take the consumer's lease (lease.h) or stand by: one active reader
+//      per consumer across processes.
 //   1. PRAGMA data_version on its own connection: a change means another
 //      connection committed since the last look (the acker's commits count
-//      too: that read finds nothing new), so the log needs reading. The first pass always reads (drain on start).
+//      too: that read finds nothing new), so the log needs reading. The first
+//      pass always reads (drain on start).
 //   2. Read at most `batch` events after the consumer's position (LogCursor),
 //      call the callback, and on success hand the batch's last id to the
 //      acker. On failure retry the same batch after 10 ms, 20 ms, ... capped
 //      at retry_max_ms; never skip. Repeat until a read finds nothing.
 //      The next batch starts after the last delivered id, acked or not.
+//      A consumer dropped or re-created meanwhile stops the listener.
 //   The acker is a second thread with a second connection: it acks the
 //   newest delivered id (AckConsumer: position and pruning, one short write
 //   transaction), coalescing batches delivered meanwhile. So the reading
@@ -27,19 +31,28 @@
 //   3. Wait on the signals (signals.h): watch, interval, commit, plus the
 //      re-check schedule after wakes that can precede visibility.
 //
+// Host languages. An SQL-function callback runs only in cdc_serve, on the
+// caller's thread, through the caller's connection, whose mutex that thread
+// holds for the whole call while holding no host lock (hosts release theirs
+// around sqlite3_step). Calling it from a thread of ours instead deadlocks
+// hosts with a global lock: their thread holds the lock and waits for the
+// connection's mutex (sqlite3_bind_*, sqlite3_column_*), ours holds the mutex
+// and waits for the lock. So cdc_listen takes C callbacks only.
+//
 // Threads and locks. Lock order: a connection's mutex, then the registry
 // mutex, then a listener's stats mutex. Nobody holds the registry mutex while
-// joining a thread. A listener never blocks on the registering connection's
-// mutex (needed to call an SQL-function callback through that connection):
-// it polls it with sqlite3_mutex_try and sleeps on its stop flag in between,
-// because whoever holds that mutex may be stopping this very listener
-// (cdc_unlisten, sqlite3_close). cdc_unlisten from the listener's own thread
-// (inside the callback) sets the stop flag and leaves the thread to finish;
-// it is joined later (next cdc_listen/cdc_unlisten, or at connection close).
+// joining a thread. cdc_unlisten from the listener's own thread (inside the
+// callback) sets the stop flag and leaves the thread to finish; it is joined
+// later (next cdc_listen/cdc_unlisten, or at connection close). cdc_unlisten
+// of a cdc_serve never waits (its function may want the very connection).
 //
 // Lifetime. cdc_unlisten's pApp is a per-connection state whose destructor
 // SQLite calls when the connection closes (before the extension is
-// unloaded): it stops and joins that connection's listeners.
+// unloaded): it stops and joins that connection's listeners, or detaches the
+// one whose callback closed it. cdc.so is pinned once a listener thread
+// starts, so no thread can run unmapped code. A host may end a thread inside
+// a callback with a forced unwind (CPython at exit): the loop is not
+// noexcept, cleans up on the way (acker, connections, lease) and lets it pass.
 #include "listener.h"
 
 #ifdef __linux__

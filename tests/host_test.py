@@ -548,6 +548,17 @@ class HostSafety(unittest.TestCase):
         self.assertEqual(r["got"], [1, 2, 3], r)  # the new consumer's 1, 2, 3 are not delivered
         self.assertIn("consumer 'c' was dropped", r["error"])
 
+    def test_long_names_are_cut_in_messages(self):
+        db = connect(self.ext, self.path)
+        name = "n" * 1000000
+        for sql in ("SELECT cdc_poll(?)", "SELECT cdc_serve(?, 'f')", "SELECT cdc_wait(?, 0)",
+                    "SELECT cdc_unlisten(?)"):
+            with self.assertRaises(sqlite3.OperationalError) as cm:
+                db.execute(sql, (name,)).fetchone()
+            self.assertLess(len(str(cm.exception)), 1000, sql)
+            self.assertIn("'%s'... (1000000 bytes)" % ("n" * 200), str(cm.exception))
+        db.close()
+
     def test_one_listener_per_consumer_across_processes_and_takeover_after_sigkill(self):
         app = connect(self.ext, self.path)
 

@@ -110,7 +110,6 @@ struct Listener {
   Options opt;
   bool sql_callback = false;  // cdc_serve: an SQL function, called on the caller's thread
   std::string sql_fn;
-  std::thread::id serve_thread;  // cdc_serve: the thread that runs the loop
   cdc_callback cb{};
   sqlite3* db = nullptr;  // the listener's own connection (its thread only)
   StopFlag stop;
@@ -1028,7 +1027,6 @@ void SqlServe(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     return ResultError(ctx, st);
   }
   InstallCommitHook(db, l.get());
-  l->serve_thread = std::this_thread::get_id();
   struct Leave {  // also on a forced unwind out of the function
     std::shared_ptr<Listener> l;
     ~Leave() {

@@ -116,6 +116,7 @@ test-node: all
 DURATION ?= 600
 soak: all
 	$(BUILD)/tests/cdc_soak --ext $(BUILD)/cdc --seconds $(DURATION)
+	CDC_HOST_SECONDS=$(DURATION) /usr/bin/python3 tests/host_test.py $(BUILD)/cdc HostSafety.test_push_while_the_app_uses_its_connection
 
 # libFuzzer targets (tests/fuzz/, clang + libclang-rt-14-dev): long runs,
 # and the short run CI uses (also ctest: fuzz.smoke).

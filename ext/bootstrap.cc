@@ -207,6 +207,7 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
                          "bootstrap it in one call");
   }
   CDC_RETURN_IF_ERROR(EnsureStateTable(db, key.size()));
+  CDC_RETURN_IF_ERROR(sp.Arm());  // after the DDL of the state table
   std::vector<std::string> kcols;
   for (size_t i = 0; i < key.size(); i++) kcols.push_back("k" + std::to_string(i));
   Stmt state;

@@ -9,6 +9,8 @@
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 
+#include <cxxabi.h>
+
 #include <exception>
 #include <new>
 #include <string>
@@ -63,6 +65,8 @@ const FunctionDef kFunctions[] = {
     {"cdc_status", 0, SQLITE_UTF8, SqlStatus},
     {"cdc_listen", 2, kDirect, SqlListen},
     {"cdc_listen", 3, kDirect, SqlListen},
+    {"cdc_serve", 2, kDirect, SqlServe},
+    {"cdc_serve", 3, kDirect, SqlServe},
     {"cdc_unlisten", 1, kDirect, SqlUnlisten},
     {"cdc_wait", 2, kDirect, SqlWait},
 };
@@ -89,10 +93,15 @@ void DestroyRegistration(void* p) {
 namespace {
 
 // Every function runs through this trampoline (the implementation is in the
-// registration), so no C++ exception ever crosses into SQLite.
-void Trampoline(sqlite3_context* ctx, int argc, sqlite3_value** argv) noexcept {
+// registration), so no C++ exception ever crosses into SQLite. A forced
+// unwind is not an exception of ours: a host ending the thread (pthread_exit,
+// e.g. CPython at exit inside cdc_serve's callback) must pass through, so the
+// trampoline is not noexcept and rethrows it.
+void Trampoline(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   try {
     static_cast<Registration*>(sqlite3_user_data(ctx))->fn(ctx, argc, argv);
+  } catch (abi::__forced_unwind&) {
+    throw;
   } catch (const std::bad_alloc&) {
     sqlite3_result_error_nomem(ctx);
   } catch (const std::exception& e) {

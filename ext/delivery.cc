@@ -9,14 +9,15 @@
 #include "capture.h"
 #include "drift.h"
 #include "json.h"
+#include "lease.h"
 
 namespace cdc {
 
 namespace {
 
 std::string NoConsumer(const char* fn, const std::string& name) {
-  return std::string(fn) + ": no such consumer: " + Literal(name) +
-         " (add it with SELECT cdc_consumer_add(" + Literal(name) + "))";
+  return std::string(fn) + ": no such consumer: " + NameInMessage(name) +
+         " (add it with SELECT cdc_consumer_add(" + NameInMessage(name) + "))";
 }
 
 
@@ -92,27 +93,63 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   return Status();
 }
 
+Status EventTooBig(const char* fn, const std::string& consumer, int64_t id, size_t bytes, int64_t limit) {
+  return Status::Error(std::string(fn) + ": change " + std::to_string(id) +
+                       (bytes ? " is " + std::to_string(bytes) + " bytes of JSON, more" : " holds a value larger") +
+                       " than this connection's SQLITE_LIMIT_LENGTH (" +
+                       std::to_string(limit) + "); raise the limit (sqlite3_limit) or skip the change with "
+                       "SELECT cdc_ack(" + NameInMessage(consumer) + ", " + std::to_string(id) + ")");
+}
+
 Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,
                 std::string* out, int64_t* count) {
   int64_t pos = 0;
   CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &pos));
+  CDC_RETURN_IF_ERROR(RefuseIfLeased(db, fn, name));  // one active reader per consumer (lease.h)
   CDC_RETURN_IF_ERROR(CheckCapture(db, fn));
   ReadRange r;
   r.after = pos;
   r.limit = limit;
   out->assign("[");
   *count = 0;
-  CDC_RETURN_IF_ERROR(ReadEvents(db, r, [&](const Event& e) {
-    if ((*count)++) out->push_back(',');
-    size_t before = out->size();
+  // The result must fit in SQLITE_LIMIT_LENGTH: return fewer changes rather
+  // than fail; only a single change too big for it is an error.
+  const int64_t max_len = sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1);
+  Status too_big;
+  int64_t last_id = pos;
+  Status read = ReadEvents(db, r, [&](const Event& e) {
+    const size_t mark = out->size();
+    if (*count) out->push_back(',');
+    const size_t before = out->size();
     EventJson(out, e);
+    if (static_cast<int64_t>(out->size()) + 1 > max_len) {
+      if (*count == 0) too_big = EventTooBig(fn, name, e.id, out->size() - before, max_len);
+      out->resize(mark);
+      return false;
+    }
     // After the first event, reserve for the batch to avoid regrowing.
-    if (*count == 1 && limit > 1) {
+    if ((*count)++ == 0 && limit > 1) {
       size_t guess = static_cast<size_t>(std::min<int64_t>(limit, 4096)) * (out->size() - before + 1);
       out->reserve(std::min<size_t>(guess, size_t{16} << 20));
     }
+    last_id = e.id;
     return true;
-  }));
+  });
+  if (!read.ok() && sqlite3_errcode(db) == SQLITE_TOOBIG) {
+    // A value of the next change is itself over the limit: SQLite refuses
+    // to read it. Return what came before it, or name it.
+    if (*count > 0) {
+      out->push_back(']');
+      return Status();
+    }
+    int64_t id = 0;
+    if (QueryInt(db, "SELECT coalesce(min(id), 0) FROM main.__cdc_log WHERE id > " + std::to_string(last_id) +
+                         " AND op <> 0", &id).ok() && id > 0) {
+      return EventTooBig(fn, name, id, 0, max_len);
+    }
+  }
+  CDC_RETURN_IF_ERROR(read);
+  CDC_RETURN_IF_ERROR(too_big);
   out->push_back(']');
   return Status();
 }

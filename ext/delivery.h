@@ -19,7 +19,11 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
 // Deletes log rows every consumer has acked, always keeping the newest event
 // whole (with its continuation rows), so that ids are never reused.
 Status Prune(sqlite3* db);
-// Reads the consumer's next events as a JSON array (DESIGN §3).
+// The error for change `id` whose JSON alone (`bytes`) exceeds the
+// connection's SQLITE_LIMIT_LENGTH `limit`: names the change and the ways past it.
+Status EventTooBig(const char* fn, const std::string& consumer, int64_t id, size_t bytes, int64_t limit);
+// Reads the consumer's next events as a JSON array (DESIGN §3), as many as fit
+// in SQLITE_LIMIT_LENGTH (at most `limit`); an error if the first alone does not.
 Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,
                 std::string* out, int64_t* count);
 

@@ -1,21 +1,25 @@
-// listener.cc — background listeners and cdc_wait (DESIGN §4).
+// listener.cc — listeners (cdc_listen, cdc_serve) and cdc_wait (DESIGN §4).
 //
-//   SELECT cdc_listen('search', 'on_changes');                 -- SQL function callback
-//   SELECT cdc_listen('search', 'on_changes', '{"batch": 100}');
+//   SELECT cdc_listen('search', ?2 [, '{"batch": 100}']);  -- ?2: a C callback (include/cdc.h)
+//   SELECT cdc_serve('search', 'on_changes' [, options]);  -- blocks; calls the SQL function here
 //   SELECT cdc_unlisten('search');
-//   SELECT cdc_wait('search', 5000);                           -- pending count, 0 on timeout
-//   (C callbacks: include/cdc.h binds a cdc_callback with sqlite3_bind_pointer.)
+//   SELECT cdc_wait('search', 5000);                       -- pending count, 0 on timeout
 //
-// How it works. A listener is a thread with its own connection to the
-// registering connection's database file. It loops:
+// How it works. A listener has its own connection to the registering
+// connection's database file. Its loop runs on a thread of its own
+// (cdc_listen) or on the thread that called cdc_serve:
+//   0. Take the consumer's lease (lease.h) or stand by: one active reader
+//      per consumer across processes.
 //   1. PRAGMA data_version on its own connection: a change means another
 //      connection committed since the last look (the acker's commits count
-//      too: that read finds nothing new), so the log needs reading. The first pass always reads (drain on start).
+//      too: that read finds nothing new), so the log needs reading. The first
+//      pass always reads (drain on start).
 //   2. Read at most `batch` events after the consumer's position (LogCursor),
 //      call the callback, and on success hand the batch's last id to the
 //      acker. On failure retry the same batch after 10 ms, 20 ms, ... capped
 //      at retry_max_ms; never skip. Repeat until a read finds nothing.
 //      The next batch starts after the last delivered id, acked or not.
+//      A consumer dropped or re-created meanwhile stops the listener.
 //   The acker is a second thread with a second connection: it acks the
 //   newest delivered id (AckConsumer: position and pruning, one short write
 //   transaction), coalescing batches delivered meanwhile. So the reading
@@ -27,30 +31,42 @@
 //   3. Wait on the signals (signals.h): watch, interval, commit, plus the
 //      re-check schedule after wakes that can precede visibility.
 //
+// Host languages. An SQL-function callback runs only in cdc_serve, on the
+// caller's thread, through the caller's connection, whose mutex that thread
+// holds for the whole call while holding no host lock (hosts release theirs
+// around sqlite3_step). Calling it from a thread of ours instead deadlocks
+// hosts with a global lock: their thread holds the lock and waits for the
+// connection's mutex (sqlite3_bind_*, sqlite3_column_*), ours holds the mutex
+// and waits for the lock. So cdc_listen takes C callbacks only.
+//
 // Threads and locks. Lock order: a connection's mutex, then the registry
 // mutex, then a listener's stats mutex. Nobody holds the registry mutex while
-// joining a thread. A listener never blocks on the registering connection's
-// mutex (needed to call an SQL-function callback through that connection):
-// it polls it with sqlite3_mutex_try and sleeps on its stop flag in between,
-// because whoever holds that mutex may be stopping this very listener
-// (cdc_unlisten, sqlite3_close). cdc_unlisten from the listener's own thread
-// (inside the callback) sets the stop flag and leaves the thread to finish;
-// it is joined later (next cdc_listen/cdc_unlisten, or at connection close).
+// joining a thread. cdc_unlisten from the listener's own thread (inside the
+// callback) sets the stop flag and leaves the thread to finish; it is joined
+// later (next cdc_listen/cdc_unlisten, or at connection close). cdc_unlisten
+// of a cdc_serve never waits (its function may want the very connection).
 //
 // Lifetime. cdc_unlisten's pApp is a per-connection state whose destructor
 // SQLite calls when the connection closes (before the extension is
-// unloaded): it stops and joins that connection's listeners.
+// unloaded): it stops and joins that connection's listeners, or detaches the
+// one whose callback closed it. cdc.so is pinned once a listener thread
+// starts, so no thread can run unmapped code. A host may end a thread inside
+// a callback with a forced unwind (CPython at exit): the loop is not
+// noexcept, cleans up on the way (acker, connections, lease) and lets it pass.
 #include "listener.h"
 
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
 
+#include <cxxabi.h>
+#include <dlfcn.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -64,6 +80,7 @@
 #include "delivery.h"
 #include "drift.h"
 #include "json.h"
+#include "lease.h"
 #include "signals.h"
 
 namespace cdc {
@@ -92,12 +109,16 @@ struct Listener {
   sqlite3* reg_db = nullptr;  // the registering connection
   std::string file, name;
   Options opt;
-  bool sql_callback = false;
+  bool sql_callback = false;  // cdc_serve: an SQL function, called on the caller's thread
   std::string sql_fn;
   cdc_callback cb{};
   sqlite3* db = nullptr;  // the listener's own connection (its thread only)
   StopFlag stop;
   int64_t delivered = 0;  // newest id handed to the callback (listener thread only)
+  // The consumer's created_ms at the first read: tells it from a consumer of
+  // the same name made later (listener thread only).
+  int64_t created_ms = 0;
+  bool have_created = false;
   // Batch storage, reused from batch to batch so that a steady drain
   // allocates nothing per event (listener thread only).
   std::vector<Event> slots;
@@ -113,9 +134,15 @@ struct Listener {
   std::chrono::steady_clock::time_point ack_posted_at;  // of ack_want; guarded by ack_mu
   bool ack_quit = false;  // guarded by ack_mu
   CommitSignal* commit = nullptr;  // owned by signals; Notify()'d by the hook
+  // The consumer's lease across processes (lease.h): reads and delivers only
+  // while it holds it; a standby until then.
+  Lease lease;
   std::unique_ptr<Combiner> signals;
   std::thread thread;
   std::atomic<bool> done{false};
+  // Why the loop stopped by itself (consumer dropped, a change too big, ...);
+  // written by the loop's thread before `done`.
+  Status fatal;
 
   // Counters for cdc_status().
   std::mutex mu;
@@ -160,6 +187,37 @@ void NoteError(Listener* l, const std::string& msg, bool retry) noexcept {
     l->retries++;
     l->state = "retrying";
   }
+}
+
+// A step that failed before succeeded now: last_error no longer applies.
+void NoteRecovered(Listener* l) {
+  std::lock_guard<std::mutex> g(l->mu);
+  l->last_error.clear();
+}
+
+// Stops the loop for good (the listener thread only): the reason is
+// cdc_status()'s last_error, and cdc_serve's error.
+void Fail(Listener* l, const Status& why) {
+  l->fatal = why;
+  NoteError(l, why.message(), false);
+  l->stop.Set();
+}
+
+// Keeps cdc.so mapped until the process exits, once a listener thread has
+// been started: a connection closed inside a callback (or the last one
+// closed while a detached thread finishes) makes SQLite dlclose the
+// extension, and a thread still running its code would return into unmapped
+// memory. A thread cannot drop that reference itself (it would unmap the
+// code it returns into), so it is kept: the cost is that cdc.so stays loaded
+// after its last connection closes.
+void PinLibrary() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&PinLibrary), &info) != 0 && info.dli_fname) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    }
+  });
 }
 
 int64_t BackoffUs(int attempt, int64_t max_ms) {
@@ -213,30 +271,30 @@ Status DataVersion(Stmt* st, sqlite3* db, int64_t* v) {
 
 // --- options ---------------------------------------------------------------
 
-Status IntOption(const std::string& key, const std::string& type, int64_t v, int64_t lo, int64_t hi,
+Status IntOption(const std::string& fn, const std::string& key, const std::string& type, int64_t v, int64_t lo, int64_t hi,
                  int64_t* out) {
   if (type != "integer" || v < lo || v > hi) {
-    return Status::Error("cdc_listen: option \"" + key + "\" must be an integer from " +
+    return Status::Error(fn + ": option \"" + key + "\" must be an integer from " +
                          std::to_string(lo) + " to " + std::to_string(hi));
   }
   *out = v;
   return Status();
 }
 
-Status ParseOptions(sqlite3* db, sqlite3_value* v, Options* o) {
+Status ParseOptions(const std::string& fn, sqlite3* db, sqlite3_value* v, Options* o) {
   const char* kUsage = " (e.g. '{\"signals\": [\"watch\", \"interval\"], \"interval_ms\": 250, \"batch\": 256}')";
   if (sqlite3_value_type(v) != SQLITE_TEXT) {
-    return Status::Error(std::string("cdc_listen: options must be JSON object text") + kUsage);
+    return Status::Error(std::string(fn + ": options must be JSON object text") + kUsage);
   }
   std::string text(reinterpret_cast<const char*>(sqlite3_value_text(v)),
                    static_cast<size_t>(sqlite3_value_bytes(v)));
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT json_valid(?1), CASE WHEN json_valid(?1) THEN json_type(?1) END"));
   st.Bind(1, text);
-  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, "cdc_listen");
-  if (st.Int(0) != 1) return Status::Error(std::string("cdc_listen: options is not valid JSON") + kUsage);
+  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, fn);
+  if (st.Int(0) != 1) return Status::Error(std::string(fn + ": options is not valid JSON") + kUsage);
   if (st.Text(1) != "object") {
-    return Status::Error(std::string("cdc_listen: options must be a JSON object") + kUsage);
+    return Status::Error(std::string(fn + ": options must be a JSON object") + kUsage);
   }
   st = Stmt();
   CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT key, type, atom FROM json_each(?1)"));
@@ -246,12 +304,12 @@ Status ParseOptions(sqlite3* db, sqlite3_value* v, Options* o) {
   while ((rc = st.Step()) == SQLITE_ROW) {
     std::string key = st.Text(0), type = st.Text(1);
     if (!seen.insert(key).second) {
-      return Status::Error("cdc_listen: option \"" + key + "\" is given twice");
+      return Status::Error(fn + ": option \"" + key + "\" is given twice");
     }
     if (key == "signals") {
       const std::string kNames = "\"watch\", \"interval\", \"commit\"";
       if (type != "array") {
-        return Status::Error("cdc_listen: option \"signals\" must be an array of " + kNames);
+        return Status::Error(fn + ": option \"signals\" must be an array of " + kNames);
       }
       Stmt el;
       CDC_RETURN_IF_ERROR(el.Prepare(db, "SELECT type, atom FROM json_each(?1, '$.signals')"));
@@ -261,28 +319,31 @@ Status ParseOptions(sqlite3* db, sqlite3_value* v, Options* o) {
       while ((erc = el.Step()) == SQLITE_ROW) {
         std::string s = el.Text(1);
         int src = s == "watch" ? kSrcWatch : s == "interval" ? kSrcInterval : s == "commit" ? kSrcCommit : -1;
-        if (el.Text(0) != "text" || src < 0) {
-          return Status::Error("cdc_listen: unknown signal " + (el.Text(0) == "text" ? "\"" + s + "\"" : s) +
-                               " (known: " + kNames + ")");
+        if (el.Text(0) != "text") {
+          return Status::Error(fn + ": option \"signals\" must list signal names (" + kNames + "), not " +
+                               (el.Text(0) == "null" ? "null" : "a value of type " + el.Text(0)));
         }
-        if (mask & Bit(src)) return Status::Error("cdc_listen: signal \"" + s + "\" is listed twice");
+        if (src < 0) {
+          return Status::Error(fn + ": unknown signal " + "\"" + s + "\"" + " (known: " + kNames + ")");
+        }
+        if (mask & Bit(src)) return Status::Error(fn + ": signal \"" + s + "\" is listed twice");
         mask |= Bit(src);
       }
-      if (erc != SQLITE_DONE) return Status::FromDb(db, "cdc_listen");
-      if (!mask) return Status::Error("cdc_listen: option \"signals\" must name at least one of " + kNames);
+      if (erc != SQLITE_DONE) return Status::FromDb(db, fn);
+      if (!mask) return Status::Error(fn + ": option \"signals\" must name at least one of " + kNames);
       o->signals = mask;
     } else if (key == "interval_ms") {
-      CDC_RETURN_IF_ERROR(IntOption(key, type, st.Int(2), 1, 3600000, &o->interval_ms));
+      CDC_RETURN_IF_ERROR(IntOption(fn, key, type, st.Int(2), 1, 3600000, &o->interval_ms));
     } else if (key == "batch") {
-      CDC_RETURN_IF_ERROR(IntOption(key, type, st.Int(2), 1, 1000000, &o->batch));
+      CDC_RETURN_IF_ERROR(IntOption(fn, key, type, st.Int(2), 1, 1000000, &o->batch));
     } else if (key == "retry_max_ms") {
-      CDC_RETURN_IF_ERROR(IntOption(key, type, st.Int(2), 1, 3600000, &o->retry_max_ms));
+      CDC_RETURN_IF_ERROR(IntOption(fn, key, type, st.Int(2), 1, 3600000, &o->retry_max_ms));
     } else {
-      return Status::Error("cdc_listen: unknown option \"" + key +
+      return Status::Error(fn + ": unknown option \"" + key +
                            "\" (known: signals, interval_ms, batch, retry_max_ms)");
     }
   }
-  if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_listen");
+  if (rc != SQLITE_DONE) return Status::FromDb(db, fn);
   return Status();
 }
 
@@ -311,14 +372,14 @@ class FineTimerSlack {
 
 // --- the listener thread ---------------------------------------------------
 
-// Calls the C callback with the batch.
 // cdc_change as callbacks registered with abi 1 know it (no reason).
 struct ChangeAbi1 {
   int64_t id, ts;
   const char *table, *op, *before, *after;
 };
 
-Status CallC(Listener* l, const Event* batch, size_t n) {
+// Calls the C callback with the batch; *used = n (a C callback takes it whole).
+Status CallC(Listener* l, const Event* batch, size_t n, size_t* used) {
   std::vector<cdc_change> arr(n);
   for (size_t i = 0; i < n; i++) {
     const Event& e = batch[i];
@@ -334,10 +395,13 @@ Status CallC(Listener* l, const Event* batch, size_t n) {
   if (l->cb.abi == 1) {
     for (auto& c : arr) v1.push_back({c.id, c.ts, c.table, c.op, c.before, c.after});
   }
+  *used = n;
   int rc;
   try {
     rc = v1.empty() ? l->cb.fn(l->cb.user_data, arr.data(), static_cast<int>(n))
                     : l->cb.fn(l->cb.user_data, reinterpret_cast<const cdc_change*>(v1.data()), static_cast<int>(n));
+  } catch (abi::__forced_unwind&) {
+    throw;  // the host ends this thread (pthread_exit at interpreter exit): let it
   } catch (...) {
     return Status::Error("callback threw an exception");
   }
@@ -345,65 +409,94 @@ Status CallC(Listener* l, const Event* batch, size_t n) {
   return Status();
 }
 
-// Calls the SQL function through the registering connection. *stopped is set
-// when the listener was stopped while waiting for that connection.
-Status CallSql(Listener* l, const Event* batch, size_t n, bool* stopped) {
+// cdc_serve: calls the SQL function with the batch as JSON, through the
+// serving connection, on the thread that called cdc_serve (which holds that
+// connection's mutex for as long as cdc_serve runs, and no host lock: hosts
+// release theirs around sqlite3_step). The JSON holds as many of the n
+// events as fit in SQLITE_LIMIT_LENGTH (*used of them; never a NULL batch);
+// a single event too big for it stops cdc_serve with an error naming it.
+Status CallSql(Listener* l, const Event* batch, size_t n, size_t* used) {
+  const int64_t max_len = sqlite3_limit(l->reg_db, SQLITE_LIMIT_LENGTH, -1);
   std::string json = "[";
+  *used = 0;
   for (size_t i = 0; i < n; i++) {
+    const size_t mark = json.size();
     if (i) json.push_back(',');
+    const size_t before = json.size();
     EventJson(&json, batch[i]);
+    if (static_cast<int64_t>(json.size()) + 1 > max_len) {
+      if (i == 0) {
+        Fail(l, EventTooBig("cdc_serve", l->name, batch[0].id, json.size() - before, max_len));
+        return l->fatal;
+      }
+      json.resize(mark);
+      break;
+    }
+    ++*used;
   }
   json.push_back(']');
-  const std::string sql = "SELECT " + Ident(l->sql_fn) + "(?1)";
-  sqlite3_mutex* m = sqlite3_db_mutex(l->reg_db);
-  int64_t nap = 20;
-  while (sqlite3_mutex_try(m) != SQLITE_OK) {
-    if (!l->stop.SleepUs(nap)) {
-      *stopped = true;
-      return Status::Error("stopped");
-    }
-    nap = std::min<int64_t>(nap * 2, 2000);
-  }
   Status st;
   sqlite3_stmt* s = nullptr;
-  try {  // the mutex is left however this ends
-    if (sqlite3_prepare_v2(l->reg_db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
-      st = Status::FromDb(l->reg_db, l->sql_fn);
-    } else {
-      sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8);
-      int rc = sqlite3_step(s);
-      if (rc == SQLITE_ROW) {
-        if (sqlite3_column_type(s, 0) == SQLITE_NULL || sqlite3_column_double(s, 0) == 0.0) {
-          st = Status::Error(l->sql_fn + " returned a false value");
-        }
-      } else {
-        st = Status::FromDb(l->reg_db, l->sql_fn);
+  std::string sql = "SELECT " + Ident(l->sql_fn) + "(?1)";
+  int prc = sqlite3_prepare_v2(l->reg_db, sql.c_str(), -1, &s, nullptr);
+  if (prc == SQLITE_MISUSE) {  // the function closed this connection (it is a zombie now)
+    Fail(l, Status::Error("cdc_serve: the connection was closed"));
+    return l->fatal;
+  }
+  if (prc != SQLITE_OK) {
+    st = Status::FromDb(l->reg_db, l->sql_fn);
+  } else {
+    sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      if (sqlite3_column_type(s, 0) == SQLITE_NULL || sqlite3_column_double(s, 0) == 0.0) {
+        st = Status::Error(l->sql_fn + " returned a false value");
       }
+    } else {
+      st = Status::FromDb(l->reg_db, l->sql_fn);
     }
-  } catch (const std::bad_alloc&) {
-    st = Status::Error("out of memory", SQLITE_NOMEM);
   }
   sqlite3_finalize(s);
-  sqlite3_mutex_leave(m);
+  // Closed inside the function (Python conn.close(), sqlite3_close_v2): the
+  // connection lives on as a zombie until cdc_serve returns; nothing can run
+  // on it any more, and a prepare says so.
+  sqlite3_stmt* none = nullptr;
+  if (sqlite3_prepare_v2(l->reg_db, "", -1, &none, nullptr) == SQLITE_MISUSE) {
+    Fail(l, Status::Error("cdc_serve: the connection was closed"));
+    return l->fatal;
+  }
+  sqlite3_finalize(none);
+  // The function's writes on this connection must be committed before the
+  // batch is acked: a transaction it left open could still roll back.
+  if (!sqlite3_get_autocommit(l->reg_db)) {
+    Fail(l, Status::Error("cdc_serve: " + l->sql_fn + " returned with a transaction open on the serving "
+                          "connection; commit (or roll back) inside the function. Changes " +
+                          std::to_string(batch[0].id) + ".." + std::to_string(batch[*used - 1].id) +
+                          " were not acked"));
+    return l->fatal;
+  }
   return st;
 }
 
-// Delivers one batch, retrying until it is handled. False when stopped first.
-bool Deliver(Listener* l, const Event* batch, size_t n) {
+// Delivers one batch (or, for cdc_serve, the part of it that fits in the
+// length limit), retrying until it is handled. Returns how many events of
+// the batch were delivered: 0 when stopped first.
+size_t Deliver(Listener* l, const Event* batch, size_t n) {
   for (int attempt = 0;; attempt++) {
-    if (l->stop.IsSet()) return false;
+    if (l->stop.IsSet()) return 0;
     SetState(l, "delivering");
-    bool stopped = false;
-    Status st = l->sql_callback ? CallSql(l, batch, n, &stopped) : CallC(l, batch, n);
-    if (stopped) return false;
+    size_t used = 0;
+    Status st = l->sql_callback ? CallSql(l, batch, n, &used) : CallC(l, batch, n, &used);
+    if (l->stop.IsSet() && !st.ok()) return 0;  // stopped (or failed for good) meanwhile
     if (st.ok()) {
       std::lock_guard<std::mutex> g(l->mu);
       l->batches++;
-      l->changes += n;
-      return true;
+      l->changes += used;
+      if (attempt > 0) l->last_error.clear();
+      return used;
     }
     NoteError(l, st.message(), true);
-    if (!l->stop.SleepUs(BackoffUs(attempt, l->opt.retry_max_ms))) return false;
+    if (!l->stop.SleepUs(BackoffUs(attempt, l->opt.retry_max_ms))) return 0;
   }
 }
 
@@ -485,6 +578,35 @@ void Acker(Listener* l) noexcept {
   }
 }
 
+// The consumer's position, and whether it is still the consumer the listener
+// started with (*same). A consumer dropped and added again, or re-created
+// after cdc_teardown() and a new setup (whose ids start again at 1), is
+// another one: its created_ms differs, or its position went back.
+Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
+  Stmt st;
+  Status prep = st.Prepare(l->db, "SELECT pos, created_ms FROM main.__cdc_consumers WHERE name = ?1");
+  if (!prep.ok()) {
+    if (InternalTablesExist(l->db)) return prep;
+    *same = false;
+    return Status();
+  }
+  st.Bind(1, l->name);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) {
+    *same = false;
+    return Status();
+  }
+  if (rc != SQLITE_ROW) return Status::FromDb(l->db, "cdc_listen");
+  *pos = st.Int(0);
+  const int64_t created = st.Int(1);
+  if (!l->have_created) {
+    l->created_ms = created;
+    l->have_created = true;
+  }
+  *same = created == l->created_ms;
+  return Status();
+}
+
 // Reads the next batch after the consumer's position into slots[0, *count).
 Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
   // What the acker had committed before this snapshot began (the caller's
@@ -495,19 +617,19 @@ Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
     acked = l->ack_done;
   }
   int64_t pos = 0;
-  CDC_RETURN_IF_ERROR(ConsumerPosition(l->db, "cdc_listen", l->name, &pos));
+  bool same = true;
+  CDC_RETURN_IF_ERROR(ReadConsumer(l, &pos, &same));
   // Positions only move forward, so the snapshot's position is at least
-  // `acked`, unless the consumer was dropped and added again meanwhile: then
-  // start where it now stands, and forget what was waiting to be acked.
-  const bool recreated = pos < acked;
-  if (recreated) {
-    std::lock_guard<std::mutex> g(l->ack_mu);
-    l->ack_gen++;
-    l->ack_done = l->ack_want = l->delivered = pos;
+  // `acked`, unless the consumer was dropped and added again meanwhile.
+  if (!same || pos < acked) {
+    Fail(l, Status::Error("consumer " + NameInMessage(l->name) +
+                          " was dropped (cdc_consumer_drop or cdc_teardown()); the listener stopped: start "
+                          "one again for the consumer as it is now"));
+    return l->fatal;
   }
   {
     std::lock_guard<std::mutex> g(l->mu);  // cdc_status: the acked position
-    l->position = recreated ? pos : std::max(l->position, pos);
+    l->position = std::max(l->position, pos);
   }
   pos = std::max(pos, l->delivered);
   ReadRange r;
@@ -543,8 +665,9 @@ Status Drain(Listener* l, bool* found) {
     CDC_RETURN_IF_ERROR(end);
     if (count == 0) return Status();
     *found = true;
-    if (!Deliver(l, slots.data(), count)) return Status();
-    l->delivered = slots[count - 1].id;
+    size_t used = Deliver(l, slots.data(), count);
+    if (used == 0) return Status();
+    l->delivered = slots[used - 1].id;
     PostAck(l, l->delivered);
   }
   return Status();
@@ -556,6 +679,12 @@ void Loop(Listener* l) {
   bool force = true;  // drain on start
   int read_errors = 0;
   while (!l->stop.IsSet()) {
+    if (!l->lease.TryTake()) {  // a standby: another listener delivers
+      SetState(l, "standby");
+      if (!l->stop.SleepUs(20000)) break;
+      force = true;
+      continue;
+    }
     int64_t v = -1;
     Status st = DataVersion(&dv, l->db, &v);
     bool found = false;
@@ -563,11 +692,13 @@ void Loop(Listener* l) {
       last_dv = v;
       st = Drain(l, &found);
       if (!st.ok()) {
+        if (l->stop.IsSet()) break;
         NoteError(l, st.message(), true);
         force = true;
         if (!l->stop.SleepUs(BackoffUs(read_errors++, l->opt.retry_max_ms))) break;
         continue;
       }
+      if (read_errors > 0) NoteRecovered(l);
       read_errors = 0;
     }
     force = false;
@@ -583,7 +714,26 @@ void Loop(Listener* l) {
   }
 }
 
-void Run(Listener* l) noexcept {
+// Ends the acker and closes the listener's connections.
+void Shutdown(Listener* l, std::thread* acker) {
+  {
+    std::lock_guard<std::mutex> g(l->ack_mu);
+    l->ack_quit = true;
+    l->ack_cv.notify_one();
+  }
+  if (acker->joinable()) acker->join();
+  sqlite3_close_v2(l->ack_db);
+  l->ack_db = nullptr;
+  sqlite3_close_v2(l->db);
+  l->db = nullptr;
+}
+
+// The listener's loop, on its own thread (cdc_listen) or on the caller's
+// (cdc_serve). Not noexcept: a host may end the thread inside a callback
+// with a forced unwind (CPython's pthread_exit of a thread that wants the GIL
+// at interpreter exit); it must pass through every frame, cleaning up, and
+// is never caught for good.
+void Run(Listener* l) {
   FineTimerSlack slack;
   std::thread acker;
   try {
@@ -592,7 +742,7 @@ void Run(Listener* l) noexcept {
     NoteError(l, "cannot start the acker thread", false);
     l->stop.Set();
   }
-  {
+  try {
     std::unique_ptr<StmtCache> cache;
     for (int attempt = 0; !l->stop.IsSet(); attempt++) {
       try {
@@ -607,17 +757,16 @@ void Run(Listener* l) noexcept {
         if (!l->stop.SleepUs(BackoffUs(attempt, l->opt.retry_max_ms))) break;
       }
     }
+  } catch (abi::__forced_unwind&) {
+    l->stop.Set();
+    Shutdown(l, &acker);  // no user code (destroy) on a thread being ended
+    l->lease.Release();
+    SetState(l, "stopped");
+    l->done.store(true);
+    throw;
   }
-  {
-    std::lock_guard<std::mutex> g(l->ack_mu);
-    l->ack_quit = true;
-    l->ack_cv.notify_one();
-  }
-  if (acker.joinable()) acker.join();
-  sqlite3_close_v2(l->ack_db);
-  l->ack_db = nullptr;
-  sqlite3_close_v2(l->db);
-  l->db = nullptr;
+  Shutdown(l, &acker);
+  l->lease.Release();  // after the last ack: a standby starts where this one ended
   if (l->cb.destroy) l->cb.destroy(l->cb.user_data);
   SetState(l, "stopped");
   l->done.store(true);
@@ -675,9 +824,15 @@ ConnState* FindConn(sqlite3* db) {
 }
 
 // The thread owns a reference: a listener detached at close outlives its list.
-void Thread(std::shared_ptr<Listener> l) noexcept { Run(l.get()); }
+void Thread(std::shared_ptr<Listener> l) { Run(l.get()); }
 
 }  // namespace
+
+// An argument's text, or "" (for messages only).
+std::string ArgTextOr(sqlite3_value* v) {
+  const unsigned char* t = sqlite3_value_type(v) == SQLITE_TEXT ? sqlite3_value_text(v) : nullptr;
+  return t ? reinterpret_cast<const char*>(t) : "";
+}
 
 // --- connection state ---------------------------------------------------------
 
@@ -724,6 +879,132 @@ void DestroyConnectionState(void* p) {
 
 // --- SQL functions ----------------------------------------------------------------
 
+namespace {
+
+// cdc_listen and cdc_serve read the log through connections of their own,
+// which have no authorizer: refuse when the caller's connection may not read
+// what cdc_poll reads (the log and the consumers), as cdc_poll would be.
+Status CheckReadAuthorized(sqlite3* db, const char* fn) {
+  for (const char* sql : {"SELECT * FROM main.__cdc_log", "SELECT * FROM main.__cdc_consumers"}) {
+    Stmt probe;
+    Status st = probe.Prepare(db, sql);
+    if (!st.ok() && sqlite3_errcode(db) == SQLITE_AUTH) {
+      return Status::Error(std::string(fn) + ": not authorized: this connection's authorizer denies reading the "
+                           "change log (" + st.message() + "); a listener would read it through a connection of "
+                           "its own");
+    }
+    // Out of memory or an I/O error while preparing: that is the answer too
+    // (the caller's statement fails with it anyway).
+    if (!st.ok() && (st.code() & 0xff) != SQLITE_ERROR) return st;
+  }
+  return Status();
+}
+
+// What cdc_listen and cdc_serve share: the arguments, the consumer, the
+// listener's own connections and its signals. `callback` is the argument's
+// kind: a cdc_callback pointer (cdc_listen) or a function name (cdc_serve).
+Status Setup(sqlite3* db, const char* fn, int argc, sqlite3_value** argv, Listener* l) {
+  CDC_RETURN_IF_ERROR(ArgText(fn, argv, 0, "consumer name", &l->name));
+  if (argc > 2) CDC_RETURN_IF_ERROR(ParseOptions(fn, db, argv[2], &l->opt));
+  l->file = MainFile(db);
+  if (l->file.empty()) {
+    return Status::Error(std::string(fn) +
+                         ": the database is in memory or temporary: a listener needs its own connection to a "
+                         "database file (use cdc_wait, cdc_poll and cdc_ack on this connection instead)");
+  }
+  CDC_RETURN_IF_ERROR(RequireWritable(db, fn));
+  int64_t pos = 0;
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, l->name, &pos));
+  CDC_RETURN_IF_ERROR(CheckReadAuthorized(db, fn));
+  if (l->sql_callback) {
+    Stmt probe;
+    if (!probe.Prepare(db, "SELECT " + Ident(l->sql_fn) + "(NULL)").ok()) {
+      return Status::Error(std::string(fn) + ": no SQL function " + Ident(l->sql_fn) +
+                           " taking one argument is registered on this connection");
+    }
+  }
+  ConnState* cs = FindConn(db);
+  if (!cs) return Status::Error(std::string(fn) + ": the extension is not initialised on this connection");
+  l->owner = cs;
+  l->reg_db = db;
+
+  CDC_RETURN_IF_ERROR(OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db));
+  CDC_RETURN_IF_ERROR(OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->ack_db));
+  Status lst = l->lease.Open(l->file, l->name);
+  if (!lst.ok()) return Status::Error(std::string(fn) + ": " + lst.message());
+  // Acks need not be fsynced in WAL mode: one lost to a power cut only means
+  // a batch is delivered again (at least once), and writers wait less.
+  CDC_RETURN_IF_ERROR(Exec(l->ack_db, "PRAGMA synchronous=NORMAL"));
+  Status cp = ConsumerPosition(l->db, fn, l->name, &pos);
+  if (!cp.ok()) {
+    if ((cp.code() & 0xff) != SQLITE_ERROR) return cp;  // out of memory, an I/O error: say so
+    return Status::Error(std::string(fn) + ": consumer " + NameInMessage(l->name) +
+                         " is not committed yet; commit the transaction that added it first");
+  }
+  Clock* clock = SystemClock();
+  l->signals = std::make_unique<Combiner>(clock);
+  if (l->opt.signals & Bit(kSrcWatch)) {
+    auto w = std::make_unique<WatchSignal>();
+    std::string err = w->Open(l->file);
+    if (!err.empty()) return Status::Error(std::string(fn) + ": " + err + " (leave \"watch\" out of \"signals\")");
+    l->signals->Add(std::move(w));
+  }
+  if (l->opt.signals & Bit(kSrcInterval)) {
+    l->signals->Add(std::make_unique<IntervalSignal>(clock->NowUs(), l->opt.interval_ms * 1000));
+  }
+  if (l->opt.signals & Bit(kSrcCommit)) {
+    auto c = std::make_unique<CommitSignal>();
+    if (!c->ok()) return Status::Error(std::string(fn) + ": cannot create an eventfd");
+    l->commit = c.get();
+    l->signals->Add(std::move(c));
+  }
+  if (!l->stop.ok()) return Status::Error(std::string(fn) + ": cannot create an eventfd");
+  return Status();
+}
+
+// Adds l to the live listeners unless its consumer already has one here (a
+// listener that stopped by itself gives its place up).
+Status Register(const char* fn, const std::shared_ptr<Listener>& l) {
+  Registry& r = Reg();
+  std::lock_guard<std::mutex> g(r.mu);
+  for (auto it = r.live.begin(); it != r.live.end(); ++it) {
+    if ((*it)->file != l->file || (*it)->name != l->name) continue;
+    if ((*it)->done.load()) {
+      if ((*it)->thread.joinable()) r.zombies.push_back(*it);  // joined by Reap()
+      r.live.erase(it);
+      break;
+    }
+    return Status::Error(std::string(fn) + ": consumer " + NameInMessage(l->name) +
+                         " already has a listener in this process (stop it with SELECT cdc_unlisten(" +
+                         NameInMessage(l->name) + "))");
+  }
+  r.live.push_back(l);
+  return Status();
+}
+
+void Unregister(const std::shared_ptr<Listener>& l) {
+  Registry& r = Reg();
+  std::lock_guard<std::mutex> g(r.mu);
+  auto it = std::find(r.live.begin(), r.live.end(), l);
+  if (it != r.live.end()) r.live.erase(it);
+}
+
+void CloseOwn(Listener* l) {
+  sqlite3_close_v2(l->ack_db);
+  l->ack_db = nullptr;
+  sqlite3_close_v2(l->db);
+  l->db = nullptr;
+}
+
+void InstallCommitHook(sqlite3* db, Listener* l) {
+  if ((l->opt.signals & Bit(kSrcCommit)) && !l->owner->hook) {
+    sqlite3_commit_hook(db, CommitHook, l->owner);
+    l->owner->hook = true;
+  }
+}
+
+}  // namespace
+
 void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   const char* fn = "cdc_listen";
   sqlite3* db = sqlite3_context_db_handle(ctx);
@@ -731,52 +1012,27 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   auto l = std::make_shared<Listener>();
   Status st = ArgText(fn, argv, 0, "consumer name", &l->name);
   if (!st.ok()) return ResultError(ctx, st);
-  // The callback: a cdc_callback pointer (include/cdc.h) or an SQL function name.
+  // The callback: a cdc_callback pointer (include/cdc.h). An SQL function is
+  // cdc_serve's: called from this background thread through the registering
+  // connection, it deadlocks any host with a global lock (the host thread
+  // holds the lock and waits for the connection; the listener holds the
+  // connection and waits for the lock).
   if (auto* cb = static_cast<cdc_callback*>(sqlite3_value_pointer(argv[1], CDC_CALLBACK_TYPE))) {
     if ((cb->abi != 1 && cb->abi != CDC_CALLBACK_ABI) || !cb->fn) {
       return ResultError(ctx, Status::Error("cdc_listen: the cdc_callback has no function or an unknown abi"));
     }
     l->cb = *cb;
-  } else if (sqlite3_value_type(argv[1]) == SQLITE_TEXT && sqlite3_value_bytes(argv[1]) > 0) {
-    l->sql_callback = true;
-    l->sql_fn = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
+  } else if (sqlite3_value_type(argv[1]) == SQLITE_TEXT) {
+    return ResultError(ctx, Status::Error(
+        "cdc_listen: an SQL-function callback is called by cdc_serve, not cdc_listen: run SELECT cdc_serve(" +
+        NameInMessage(l->name) + ", " + NameInMessage(ArgTextOr(argv[1])) +
+        ") on a connection of its own, in a thread of its own (a background thread calling into this "
+        "connection deadlocks hosts with a global lock such as Python's GIL; README \"Push delivery\")"));
   } else {
     return ResultError(ctx, Status::Error(
-        "cdc_listen: callback must be the name of an SQL function taking one argument, or a "
-        "cdc_callback pointer bound with sqlite3_bind_pointer(..., \"cdc_callback\", ...) (include/cdc.h)"));
+        "cdc_listen: callback must be a cdc_callback pointer bound with "
+        "sqlite3_bind_pointer(..., \"cdc_callback\", ...) (include/cdc.h); for an SQL function use cdc_serve"));
   }
-  if (argc > 2) {
-    st = ParseOptions(db, argv[2], &l->opt);
-    if (!st.ok()) return ResultError(ctx, st);
-  }
-  l->file = MainFile(db);
-  if (l->file.empty()) {
-    return ResultError(ctx, Status::Error(
-        "cdc_listen: the database is in memory or temporary: a listener needs its own connection to a "
-        "database file (use cdc_wait, cdc_poll and cdc_ack on this connection instead)"));
-  }
-  st = RequireWritable(db, fn);
-  if (!st.ok()) return ResultError(ctx, st);
-  int64_t pos = 0;
-  st = ConsumerPosition(db, fn, l->name, &pos);
-  if (!st.ok()) return ResultError(ctx, st);
-  if (l->sql_callback) {
-    if (sqlite3_db_mutex(db) == nullptr) {
-      return ResultError(ctx, Status::Error(
-          "cdc_listen: an SQL-function callback needs a connection in serialized threading mode "
-          "(SQLITE_OPEN_FULLMUTEX); this connection is not"));
-    }
-    Stmt probe;
-    if (!probe.Prepare(db, "SELECT " + Ident(l->sql_fn) + "(NULL)").ok()) {
-      return ResultError(ctx, Status::Error("cdc_listen: no SQL function " + Ident(l->sql_fn) +
-                                            " taking one argument is registered on this connection"));
-    }
-  }
-  ConnState* cs = FindConn(db);
-  if (!cs) return ResultError(ctx, Status::Error("cdc_listen: the extension is not initialised on this connection"));
-  l->owner = cs;
-  l->reg_db = db;
-
   // Until the thread owns them, the listener's connections are closed on
   // every way out, an exception (std::bad_alloc) included.
   bool started = false;
@@ -784,74 +1040,62 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     Listener* l;
     const bool& started;
     ~CloseUnlessStarted() {
-      if (started) return;
-      sqlite3_close_v2(l->ack_db);
-      l->ack_db = nullptr;
-      sqlite3_close_v2(l->db);
-      l->db = nullptr;
+      if (!started) CloseOwn(l);
     }
   } closer{l.get(), started};
-  st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->db);
-  if (st.ok()) st = OpenOwn(db, l->file, SQLITE_OPEN_READWRITE, &l->stop, &l->ack_db);
-  // Acks need not be fsynced in WAL mode: one lost to a power cut only means
-  // a batch is delivered again (at least once), and writers wait less.
-  if (st.ok()) st = Exec(l->ack_db, "PRAGMA synchronous=NORMAL");
+  st = Setup(db, fn, argc, argv, l.get());
+  if (st.ok()) st = Register(fn, l);
   if (st.ok()) {
-    st = ConsumerPosition(l->db, fn, l->name, &pos);
-    if (!st.ok() && (st.code() & 0xff) == SQLITE_ERROR) {  // not out of memory, not an I/O error
-      st = Status::Error("cdc_listen: consumer " + Literal(l->name) +
-                         " is not committed yet; commit the transaction that added it first");
-    }
-  }
-  if (st.ok()) {
-    Clock* clock = SystemClock();
-    l->signals = std::make_unique<Combiner>(clock);
-    if (l->opt.signals & Bit(kSrcWatch)) {
-      auto w = std::make_unique<WatchSignal>();
-      std::string err = w->Open(l->file);
-      if (!err.empty()) st = Status::Error("cdc_listen: " + err + " (leave \"watch\" out of \"signals\")");
-      l->signals->Add(std::move(w));
-    }
-    if (l->opt.signals & Bit(kSrcInterval)) {
-      l->signals->Add(std::make_unique<IntervalSignal>(clock->NowUs(), l->opt.interval_ms * 1000));
-    }
-    if (l->opt.signals & Bit(kSrcCommit)) {
-      auto c = std::make_unique<CommitSignal>();
-      if (!c->ok()) st = Status::Error("cdc_listen: cannot create an eventfd");
-      l->commit = c.get();
-      l->signals->Add(std::move(c));
-    }
-    if (!l->stop.ok()) st = Status::Error("cdc_listen: cannot create an eventfd");
-  }
-  if (st.ok()) {
-    Registry& r = Reg();
-    std::lock_guard<std::mutex> g(r.mu);
-    for (const auto& o : r.live) {
-      if (o->file == l->file && o->name == l->name) {
-        st = Status::Error("cdc_listen: consumer " + Literal(l->name) +
-                           " already has a listener in this process (stop it with SELECT cdc_unlisten(" +
-                           Literal(l->name) + "))");
-      }
-    }
-    if (st.ok()) {
-      try {
-        r.live.reserve(r.live.size() + 1);  // once the thread runs, nothing below may throw
-        l->thread = std::thread(Thread, l);
-        started = true;
-        r.live.push_back(l);
-      } catch (const std::bad_alloc&) {
-        st = Status::Error("cdc_listen: out of memory", SQLITE_NOMEM);
-      } catch (...) {
-        st = Status::Error("cdc_listen: cannot start a thread");
-      }
+    PinLibrary();
+    try {
+      l->thread = std::thread(Thread, l);
+      started = true;
+    } catch (const std::bad_alloc&) {
+      Unregister(l);
+      st = Status::Error("cdc_listen: out of memory", SQLITE_NOMEM);
+    } catch (...) {
+      Unregister(l);
+      st = Status::Error("cdc_listen: cannot start a thread");
     }
   }
   if (!st.ok()) return ResultError(ctx, st);  // `closer` closes the connections
-  if ((l->opt.signals & Bit(kSrcCommit)) && !cs->hook) {
-    sqlite3_commit_hook(db, CommitHook, cs);
-    cs->hook = true;
-  }
+  InstallCommitHook(db, l.get());
   sqlite3_result_int(ctx, 1);
+}
+
+void SqlServe(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  const char* fn = "cdc_serve";
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  Reap();
+  auto l = std::make_shared<Listener>();
+  l->sql_callback = true;
+  Status st = ArgText(fn, argv, 1, "callback (the name of an SQL function)", &l->sql_fn);
+  if (st.ok() && std::strlen(l->sql_fn.c_str()) != l->sql_fn.size()) {
+    st = Status::Error("cdc_serve: the callback name contains a NUL character");
+  }
+  if (st.ok()) st = Setup(db, fn, argc, argv, l.get());
+  if (st.ok() && !sqlite3_get_autocommit(db)) {
+    st = Status::Error(
+        "cdc_serve: the connection is inside a transaction: the function's writes would commit only with "
+        "it, after their batches were acked; call cdc_serve outside a transaction");
+  }
+  if (st.ok()) st = Register(fn, l);
+  if (!st.ok()) {
+    CloseOwn(l.get());
+    return ResultError(ctx, st);
+  }
+  InstallCommitHook(db, l.get());
+  struct Leave {  // also on a forced unwind out of the function
+    std::shared_ptr<Listener> l;
+    ~Leave() {
+      l->done.store(true);
+      Unregister(l);
+    }
+  } leave{l};
+  Run(l.get());
+  if (!l->fatal.ok()) return ResultError(ctx, l->fatal);
+  std::lock_guard<std::mutex> g(l->mu);
+  sqlite3_result_int64(ctx, static_cast<int64_t>(l->changes));
 }
 
 void SqlUnlisten(sqlite3_context* ctx, int, sqlite3_value** argv) {
@@ -874,9 +1118,12 @@ void SqlUnlisten(sqlite3_context* ctx, int, sqlite3_value** argv) {
     }
   }
   if (!l) {
-    return ResultError(ctx, Status::Error("cdc_unlisten: no listener for consumer " + Literal(name) +
+    return ResultError(ctx, Status::Error("cdc_unlisten: no listener for consumer " + NameInMessage(name) +
                                           " on this database (start one with cdc_listen)"));
   }
+  // A cdc_serve is not waited for: its function may be waiting for this very
+  // connection (and its thread for a host lock this thread holds); it
+  // returns after the batch in hand.
   l->stop.Set();
   Finish(std::move(l));
   Reap();
@@ -993,7 +1240,8 @@ void AppendListenersJson(sqlite3* db, std::string* out) {
       first = false;
       out->append("\"").append(SourceName(s)).append("\"");
     }
-    out->append("],\"interval_ms\":");
+    out->append("]");
+    out->append(",\"interval_ms\":");
     JsonInt(out, l->opt.interval_ms);
     out->append(",\"batch\":");
     JsonInt(out, l->opt.batch);
@@ -1018,7 +1266,39 @@ void AppendListenersJson(sqlite3* db, std::string* out) {
     } else {
       JsonString(out, l->last_error);
     }
+    out->append(",\"remote\":false,\"pid\":");
+    JsonInt(out, static_cast<int64_t>(getpid()));
+    out->append(",\"lease\":");
+    if (l->done.load()) {
+      out->append("null");
+    } else if (l->lease.held()) {
+      out->append("\"held\"");
+    } else {
+      LeaseHolder h = ReadLeaseHolder(l->file, l->name);
+      JsonString(out, h.live ? "standby (held by " + DescribeHolder(h) + ")" : "standby");
+    }
     out->push_back('}');
+  }
+  // Listeners of other processes, seen through their consumers' leases.
+  Stmt names;
+  if (!file.empty() && InternalTablesExist(db) &&
+      names.Prepare(db, "SELECT name FROM main.__cdc_consumers ORDER BY name").ok()) {
+    while (names.Step() == SQLITE_ROW) {
+      const std::string name = names.Text(0);
+      bool mine = false;
+      for (const auto& l : ls) mine = mine || (l->name == name && l->lease.held());
+      if (mine) continue;
+      LeaseHolder h = ReadLeaseHolder(file, name);
+      if (!h.live) continue;
+      if (out->back() != '[') out->push_back(',');
+      out->append("{\"consumer\":");
+      JsonString(out, name);
+      out->append(",\"remote\":true,\"pid\":");
+      JsonInt(out, h.pid);
+      out->append(",\"host\":");
+      JsonString(out, h.host);
+      out->append(",\"lease\":\"held\"}");
+    }
   }
   out->push_back(']');
 }

@@ -1,4 +1,4 @@
-// listener.h — cdc_listen / cdc_unlisten / cdc_wait (DESIGN §4).
+// listener.h — cdc_listen / cdc_serve / cdc_unlisten / cdc_wait (DESIGN §4).
 #pragma once
 
 #include "util.h"
@@ -6,6 +6,7 @@
 namespace cdc {
 
 void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv);
+void SqlServe(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 void SqlUnlisten(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 void SqlWait(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 

@@ -37,6 +37,14 @@ std::string Literal(const std::string& text) {
   return out;
 }
 
+std::string NameInMessage(const std::string& name) {
+  constexpr size_t kMax = 200;
+  if (name.size() <= kMax) return Literal(name);
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) cut--;
+  return Literal(name.substr(0, cut)) + "... (" + std::to_string(name.size()) + " bytes)";
+}
+
 struct StmtCache::State {
   sqlite3* db;
   std::unordered_multimap<std::string, sqlite3_stmt*> idle;
@@ -166,17 +174,44 @@ Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out) {
 }
 
 Savepoint::~Savepoint() {
-  // Undo everything done since Begin(), with the statements Begin()
-  // prepared. Errors here cannot be reported.
+  // Undo everything done since Begin(), with the statements Begin() (or
+  // Arm()) prepared: after an allocation failure in a nested statement
+  // SQLite prepares nothing more on the connection until the caller's
+  // statement ends, but still runs statements prepared before. When the
+  // rollback itself fails (the connection was interrupted: every statement
+  // fails until the caller's statement ends), step the tripwire: SQLite then
+  // rolls back the whole transaction and returns to autocommit, instead of
+  // leaving it open with half of the call's writes in it. Errors here cannot
+  // be reported.
+  bool clean = true;
   if (own_txn_) {
-    if (!sqlite3_get_autocommit(db_)) rollback_.Step();
+    if (!sqlite3_get_autocommit(db_)) clean = rollback_.Step() == SQLITE_DONE;
   } else if (open_) {
-    rollback_.Step();
-    release_.Step();
+    clean = rollback_.Step() == SQLITE_DONE;
+    clean = release_.Step() == SQLITE_DONE && clean;
   }
+  if (!clean && tripwire_ && !sqlite3_get_autocommit(db_)) sqlite3_step(tripwire_);
+  sqlite3_finalize(tripwire_);
+}
+
+Status Savepoint::Arm() {
+  sqlite3_finalize(tripwire_);
+  tripwire_ = nullptr;
+  if (sqlite3_prepare_v2(db_, "BEGIN IMMEDIATE", -1, &tripwire_, nullptr) != SQLITE_OK) {
+    return Status::FromDb(db_, "savepoint");
+  }
+  // The undo statements expire with a schema change too.
+  if (own_txn_ || (open_ && !rollback_)) {
+    CDC_RETURN_IF_ERROR(rollback_.Prepare(db_, "ROLLBACK"));
+  } else if (open_) {
+    CDC_RETURN_IF_ERROR(rollback_.Prepare(db_, "ROLLBACK TO " + Ident(name_)));
+    CDC_RETURN_IF_ERROR(release_.Prepare(db_, "RELEASE " + Ident(name_)));
+  }
+  return Status();
 }
 
 Status Savepoint::Begin() {
+  CDC_RETURN_IF_ERROR(Arm());
   if (sqlite3_get_autocommit(db_)) {
     // Take the write lock now, waiting through the busy handler. A SAVEPOINT
     // here would open a deferred transaction: its first read pins a

@@ -75,6 +75,10 @@ class Str {
 // Quoting: the only two ways SQL text is built from names and values.
 std::string Ident(const std::string& name);    // "na""me"
 std::string Literal(const std::string& text);  // 'te''xt'
+// A name quoted for an error message: Literal(name), but a name longer than
+// 200 bytes is cut (at a UTF-8 boundary) and marked, so a message stays short
+// whatever the caller passed.
+std::string NameInMessage(const std::string& name);
 
 // Owner of a prepared statement.
 class Stmt {
@@ -140,7 +144,11 @@ Status Exec(sqlite3* db, const std::string& sql);
 Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out);
 
 // A savepoint on the caller's connection. Rolls back and releases in its
-// destructor unless Release() succeeded. In autocommit mode it opens the
+// destructor unless Release() succeeded. Interrupted (sqlite3_interrupt), no
+// statement can run on the connection until the caller's statement ends, not
+// even ROLLBACK; the destructor then makes SQLite roll back the whole
+// transaction (as SQLite does for any interrupted write), so nothing of the
+// call is left behind and no transaction stays open. In autocommit mode it opens the
 // transaction with BEGIN IMMEDIATE (and commits it on Release): a deferred
 // transaction that reads first cannot later become a writer while another
 // connection writes (SQLite returns SQLITE_BUSY at once, without the busy
@@ -153,6 +161,10 @@ class Savepoint {
   ~Savepoint();
   Status Begin();
   Status Release();
+  // Prepares the tripwire again: a schema change (DDL run after Begin())
+  // expires it, and an expired statement cannot be re-prepared once the
+  // connection is interrupted. Call after DDL.
+  Status Arm();
 
  private:
   sqlite3* db_;
@@ -166,6 +178,10 @@ class Savepoint {
   // runs statements prepared before.
   Stmt rollback_;  // ROLLBACK (own_txn_), else ROLLBACK TO the savepoint
   Stmt release_;   // RELEASE the savepoint (not own_txn_)
+  // A write statement prepared by Begin(), stepped only when the rollback
+  // failed: an interrupted write statement makes SQLite roll back the whole
+  // transaction (a statement prepared after the interrupt fails to prepare).
+  sqlite3_stmt* tripwire_ = nullptr;
 };
 
 // Reports a Status as the SQL function's result error. An error caused by

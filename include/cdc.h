@@ -33,9 +33,14 @@
  * thread, after its last callback. If cdc_listen fails nothing is called and
  * the caller keeps it. The listener stops on cdc_unlisten (which waits for a
  * callback in flight), when `db` closes, or before the extension is unloaded.
- * Calling cdc_unlisten from inside the callback is allowed; the callback must
- * not use `db` while another thread may be closing it or calling
- * cdc_unlisten on it (use a connection of its own).
+ * Calling cdc_unlisten, or sqlite3_close_v2(db), from inside the callback is
+ * allowed (the extension stays loaded while its threads run); the callback
+ * must not otherwise use `db` while another thread may be closing it or
+ * calling cdc_unlisten on it (use a connection of its own). A second listener
+ * on the same consumer in another process stands by until this one stops or
+ * its process dies (README "cdc_listen", the lease). Hosts with a global lock
+ * (Python, Node) use cdc_serve with an SQL function instead of a C callback
+ * that takes the lock.
  *
  * Under the hood: the helpers run `SELECT cdc_listen(?1, ?2, ?3)` with ?2
  * bound by sqlite3_bind_pointer(..., CDC_CALLBACK_TYPE, NULL) to a

@@ -94,16 +94,40 @@ test('cdc_wait returns when another process commits', (t) => {
   db.close();
 });
 
-test('cdc_listen with a JavaScript function needs a serialized connection', (t) => {
+test('push delivery: cdc_serve in a worker thread while the main thread writes', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cdcnode.'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const db = open(path.join(dir, 'app.db'));
-  // better-sqlite3 builds SQLite with SQLITE_THREADSAFE=2 (multi-thread): a
-  // background thread must not call into the connection, so cdc_listen with a
-  // function name refuses it; Node code uses cdc_wait / cdc_poll instead.
-  db.function('on_batch', () => 1);
+  const file = path.join(dir, 'app.db');
+  const db = open(file);
+  db.pragma('journal_mode = WAL');
   db.exec("CREATE TABLE t(x); SELECT cdc_setup('t'); SELECT cdc_consumer_add('node');");
-  assert.throws(() => db.prepare("SELECT cdc_listen('node', 'on_batch')").get(), /serialized/);
+  // cdc_listen takes no JavaScript function (a background thread would call
+  // into the connection); cdc_serve runs it on the caller's thread.
+  db.function('on_batch', () => 1);
+  assert.throws(() => db.prepare("SELECT cdc_listen('node', 'on_batch')").get(), /cdc_serve/);
+  // The README recipe: a worker with a connection of its own blocks in
+  // cdc_serve and posts each batch to the main thread.
+  const { Worker } = require('node:worker_threads');
+  const worker = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads');
+    const Database = require(workerData.mod);
+    const db = new Database(workerData.file, { timeout: 30000 });
+    db.loadExtension(workerData.ext);
+    db.function('on_batch', (batch) => { parentPort.postMessage(batch); return 1; });
+    const n = db.prepare("SELECT cdc_serve('node', 'on_batch')").pluck().get();  // until cdc_unlisten
+    parentPort.postMessage({ done: n });
+  `, { eval: true, workerData: { mod: path.resolve(modDir), file, ext: EXT } });
+  const ids = [];
+  let done = null;
+  worker.on('message', (m) => { if (typeof m === 'string') ids.push(...JSON.parse(m).map((e) => e.id)); else done = m.done; });
+  for (let i = 1; i <= 200; i++) db.prepare('INSERT INTO t VALUES(?)').run(i);
+  const until = Date.now() + 30000;
+  while (ids.length < 200 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(db.prepare("SELECT cdc_unlisten('node')").pluck().get(), 1);
+  while (done === null && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(ids, Array.from({ length: 200 }, (_, k) => k + 1));
+  assert.equal(done, 200);
+  await worker.terminate();
   db.close();
 });
 

@@ -5,7 +5,7 @@ usage: python_client_test.py EXTENSION
 
 What a Python application does: load the extension into a connection, capture
 a table, write from another connection, consume with cdc_poll / cdc_ack (and
-cdc_wait, and cdc_listen with a function registered by create_function), on
+cdc_wait, and cdc_serve with a function registered by create_function), on
 real database files.
 """
 import json
@@ -163,7 +163,22 @@ db.execute("INSERT INTO items(name) VALUES('late')")
         self.assertEqual(pending, 1)
         self.assertEqual([e["after"]["name"] for e in self.poll()], ["late"])
 
-    def test_listen_calls_a_python_function(self):
+    def serve(self, fn, options=None):
+        """The README recipe: cdc_serve on a connection and thread of its own."""
+        box = {}
+
+        def run():
+            own = connect(self.path)
+            own.create_function("on_batch", 1, fn)
+            args = ("py", "on_batch") + ((options,) if options else ())
+            box["n"] = own.execute("SELECT cdc_serve(%s)" % ", ".join("?" * len(args)), args).fetchone()[0]
+            own.close()
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t, box
+
+    def test_serve_calls_a_python_function(self):
         got, done = [], threading.Event()
 
         def on_batch(batch_json):
@@ -172,18 +187,19 @@ db.execute("INSERT INTO items(name) VALUES('late')")
                 done.set()
             return 1  # truthy: handled, ack the batch
 
-        self.db.create_function("on_batch", 1, on_batch)
-        self.assertEqual(self.db.execute("SELECT cdc_listen('py', 'on_batch')").fetchone()[0], 1)
+        t, box = self.serve(on_batch)
         w = connect(self.path, load=False)
         for name in ("a", "b", "c"):
             w.execute("INSERT INTO items(name) VALUES(?)", (name,))
         w.close()
         self.assertTrue(done.wait(60), "listener delivered %r" % got)
         self.assertEqual(self.db.execute("SELECT cdc_unlisten('py')").fetchone()[0], 1)
+        t.join(60)
+        self.assertEqual(box["n"], 3)  # changes delivered
         self.assertEqual([e["after"]["name"] for e in got], ["a", "b", "c"])
         self.assertEqual(self.poll(), [])  # acked after the callback returned
 
-    def test_listen_retries_a_batch_the_function_refuses(self):
+    def test_serve_retries_a_batch_the_function_refuses(self):
         calls, done = [], threading.Event()
 
         def flaky(batch_json):
@@ -193,11 +209,11 @@ db.execute("INSERT INTO items(name) VALUES('late')")
             done.set()
             return True
 
-        self.db.create_function("flaky", 1, flaky)
         self.db.execute("INSERT INTO items(name) VALUES('x')")
-        self.db.execute("SELECT cdc_listen('py', 'flaky', '{\"interval_ms\": 20}')")
+        t, _ = self.serve(flaky, '{"interval_ms": 20}')
         self.assertTrue(done.wait(60))
         self.db.execute("SELECT cdc_unlisten('py')")
+        t.join(60)
         self.assertEqual(calls[0], calls[1])
 
 

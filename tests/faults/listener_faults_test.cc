@@ -178,7 +178,10 @@ TEST_P(ListenerFaults, IoErrors) {
   ExpectRecovered();
 }
 
-INSTANTIATE_TEST_SUITE_P(Callback, ListenerFaults, ::testing::Values(false, true),
+// C callbacks only: cdc_listen takes no SQL function since cdc_serve (which
+// runs on the caller's thread) replaced that path; cdc_serve under faults is
+// left for later (see the issue note).
+INSTANTIATE_TEST_SUITE_P(Callback, ListenerFaults, ::testing::Values(false),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Sql" : "C"; });
 
 }  // namespace

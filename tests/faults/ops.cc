@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 
+#include "cdc.h"
 #include "harness.h"
 #include "inject.h"
 
@@ -52,7 +53,9 @@ std::string Captured(bool audit = true, bool wide = false) {
          "REPLACE INTO u VALUES(9, 'a', 99);\n";
 }
 
-const char* kListen = "SELECT cdc_listen('c1', 'cb', '{\"signals\": [\"interval\"], \"interval_ms\": 1000}')";
+// listen_c: cdc_listen with a C callback (cdc_listen takes no SQL function
+// since cdc_serve), through cdc.h's pointer-passing call; see ListenC.
+const char* kListen = "SELECT listen_c('c1', '{\"signals\": [\"interval\"], \"interval_ms\": 1000}')";
 
 std::vector<Op> MakeOps() {
   const std::vector<std::string> all = {"t", "u"};
@@ -129,7 +132,31 @@ std::vector<Op> MakeOps() {
 
 // The callback of cdc_listen in the loops: refuses every batch, so the
 // listener never acks and the database stays as the operation left it.
-void Refuse(sqlite3_context* ctx, int, sqlite3_value**) { sqlite3_result_int(ctx, 0); }
+int Refuse(void*, const cdc_change*, int) { return 1; }
+
+// listen_c(consumer, options): SELECT cdc_listen(?1, <Refuse>, ?2) on the
+// caller's connection, its error (and code) passed on.
+void ListenC(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  static cdc_callback cb{CDC_CALLBACK_ABI, Refuse, nullptr, nullptr};
+  sqlite3* db = sqlite3_context_db_handle(ctx);
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db, "SELECT cdc_listen(?1, ?2, ?3)", -1, &st, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_value(st, 1, argv[0]);
+    sqlite3_bind_pointer(st, 2, &cb, CDC_CALLBACK_TYPE, nullptr);
+    sqlite3_bind_value(st, 3, argv[1]);
+    rc = sqlite3_step(st);
+  }
+  if (rc == SQLITE_ROW) {
+    sqlite3_result_int(ctx, 1);
+  } else {
+    int code = sqlite3_extended_errcode(db);
+    sqlite3_result_error(ctx, sqlite3_errmsg(db), -1);
+    if ((code & 0xff) == SQLITE_NOMEM) sqlite3_result_error_nomem(ctx);
+    else sqlite3_result_error_code(ctx, code);
+  }
+  sqlite3_finalize(st);
+}
 
 // CDC_FAULTS_TRACE=1: every statement run on the attempt's connection.
 int Trace(unsigned type, void*, void* p, void* x) {
@@ -245,7 +272,7 @@ LoopStats RunLoop(const Op& op, const Fault& fault, int64_t max_attempts) {
       fail("open: " + err);
       return nullptr;
     }
-    sqlite3_create_function(db, "cb", 1, SQLITE_UTF8, nullptr, Refuse, nullptr, nullptr);
+    sqlite3_create_function(db, "listen_c", 2, SQLITE_UTF8, nullptr, ListenC, nullptr, nullptr);
     if (getenv("CDC_FAULTS_TRACE")) sqlite3_trace_v2(db, SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE, Trace, nullptr);
     if (!op.pre.empty()) {
       std::string e = Exec(db, op.pre);

@@ -286,7 +286,9 @@ int vRandomness(sqlite3_vfs*, int n, char* out) { return g_real->xRandomness(g_r
 int vSleep(sqlite3_vfs*, int us) {
   // While I/O faults are armed SQLite's retries (a WAL lock that stays busy
   // is retried for about 10 s) need not really wait.
-  if (g_io_methods.load(std::memory_order_acquire)) return us;
+  // (A HostScope thread, which meets no faults, waits for real: its busy
+  // timeout would otherwise run out at once.)
+  if (g_io_methods.load(std::memory_order_acquire) && !t_host) return us;
   return g_real->xSleep(g_real, us);
 }
 constexpr sqlite3_int64 kUnixEpochJdMs = 210866760000000LL;
@@ -439,6 +441,8 @@ void Crash() {
 
 // ---------------------------------------------------------------- C++ new
 
+// (GCC cannot see that these replacements pair malloc with free.)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 // Replaces the global allocation functions of the whole process, cdc.so's
 // `new` included (it resolves to these through libstdc++'s dynamic symbols).
 // Under ASan they still end in malloc/free, which ASan intercepts.

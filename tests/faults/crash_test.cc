@@ -306,7 +306,9 @@ TEST_P(PowerLoss, Crashes) {
     }
   }
   EXPECT_GT(fig.crashed, 0);
-  if (mode.durable) EXPECT_EQ(fig.lost_commits, 0);
+  if (mode.durable) {
+    EXPECT_EQ(fig.lost_commits, 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, PowerLoss, ::testing::Values("FullWal", "FullRollback", "NormalWal"),

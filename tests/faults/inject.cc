@@ -24,12 +24,13 @@ namespace {
 enum AllocMode { kOff = 0, kNth = 1, kNthThread = 2, kRandom = 3 };
 std::atomic<int> g_mode{kOff};
 std::atomic<int64_t> g_count{0}, g_hits{0}, g_new_calls{0};
-int64_t g_fail_at = 0;
-bool g_persistent = false;
-pthread_t g_thread;
-uint64_t g_seed = 0;
-uint32_t g_every = 1;
-bool g_only_new = false;  // count and fail only operator new
+// Atomics: the Arm* functions change them while other threads allocate.
+std::atomic<int64_t> g_fail_at{0};
+std::atomic<bool> g_persistent{false};
+std::atomic<pthread_t> g_thread{};
+std::atomic<uint64_t> g_seed{0};
+std::atomic<uint32_t> g_every{1};
+std::atomic<bool> g_only_new{false};  // count and fail only operator new
 thread_local int t_host = 0;
 
 uint64_t Mix(uint64_t x) {  // splitmix64
@@ -53,11 +54,11 @@ void PrintBacktrace(const char* what) {
 bool ShouldFail(bool is_new) {
   int mode = g_mode.load(std::memory_order_acquire);
   if (mode == kOff || t_host || (g_only_new && !is_new)) return false;
-  if (mode == kNthThread && !pthread_equal(pthread_self(), g_thread)) return false;
+  if (mode == kNthThread && !pthread_equal(pthread_self(), g_thread.load())) return false;
   int64_t c = g_count.fetch_add(1, std::memory_order_relaxed) + 1;
   if (is_new) g_new_calls.fetch_add(1, std::memory_order_relaxed);
-  bool fail = mode == kRandom ? Mix(g_seed ^ static_cast<uint64_t>(c)) % g_every == 0
-                              : (c == g_fail_at || (g_persistent && c > g_fail_at));
+  bool fail = mode == kRandom ? Mix(g_seed.load() ^ static_cast<uint64_t>(c)) % g_every.load() == 0
+                              : (c == g_fail_at.load() || (g_persistent.load() && c > g_fail_at.load()));
   if (fail) {
     g_hits.fetch_add(1, std::memory_order_relaxed);
     if (g_backtrace) PrintBacktrace(is_new ? "operator new" : "sqlite3_malloc");
@@ -98,18 +99,18 @@ sqlite3_vfs g_vfs;
 
 std::atomic<unsigned> g_io_methods{0};
 std::atomic<int64_t> g_io_count{0}, g_io_hits{0};
-int64_t g_io_at = 0;
-int g_io_code = SQLITE_IOERR;
-bool g_io_persistent = false;
+std::atomic<int64_t> g_io_at{0};
+std::atomic<int> g_io_code{SQLITE_IOERR};
+std::atomic<bool> g_io_persistent{false};
 
 // SQLITE_OK, or the error the armed fault makes this call return.
 int IoFault(unsigned method) {
   if (!(g_io_methods.load(std::memory_order_acquire) & method) || t_host) return SQLITE_OK;
   int64_t c = g_io_count.fetch_add(1) + 1;
-  if (c == g_io_at || (g_io_persistent && c > g_io_at)) {
+  if (c == g_io_at.load() || (g_io_persistent.load() && c > g_io_at.load())) {
     g_io_hits.fetch_add(1);
     if (g_backtrace) PrintBacktrace("I/O");
-    return g_io_code;
+    return g_io_code.load();
   }
   return SQLITE_OK;
 }
@@ -286,7 +287,9 @@ int vRandomness(sqlite3_vfs*, int n, char* out) { return g_real->xRandomness(g_r
 int vSleep(sqlite3_vfs*, int us) {
   // While I/O faults are armed SQLite's retries (a WAL lock that stays busy
   // is retried for about 10 s) need not really wait.
-  if (g_io_methods.load(std::memory_order_acquire)) return us;
+  // (A HostScope thread, which meets no faults, waits for real: its busy
+  // timeout would otherwise run out at once.)
+  if (g_io_methods.load(std::memory_order_acquire) && !t_host) return us;
   return g_real->xSleep(g_real, us);
 }
 constexpr sqlite3_int64 kUnixEpochJdMs = 210866760000000LL;
@@ -439,6 +442,8 @@ void Crash() {
 
 // ---------------------------------------------------------------- C++ new
 
+// (GCC cannot see that these replacements pair malloc with free.)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 // Replaces the global allocation functions of the whole process, cdc.so's
 // `new` included (it resolves to these through libstdc++'s dynamic symbols).
 // Under ASan they still end in malloc/free, which ASan intercepts.

@@ -89,7 +89,7 @@ class ListenerFaults : public ::testing::TestWithParam<bool /* SQL callback */> 
   void Write() {
     faults::HostScope host;
     k_++;
-    std::string sql = "BEGIN; INSERT INTO t VALUES(" + std::to_string(k_) + ", 'v" + std::to_string(k_) + "', 0);";
+    std::string sql = "BEGIN IMMEDIATE; INSERT INTO t VALUES(" + std::to_string(k_) + ", 'v" + std::to_string(k_) + "', 0);";
     if (k_ > 3) sql += "UPDATE t SET n = n + 1 WHERE id = " + std::to_string(k_ - 2) + ";";
     if (k_ % 5 == 0) sql += "DELETE FROM t WHERE id = " + std::to_string(k_ - 4) + ";";
     sql += "COMMIT;";

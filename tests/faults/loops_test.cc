@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "harness.h"
@@ -46,8 +47,8 @@ void Report(const Op& op, const Fault& f, const LoopStats& s) {
 
 // Fault points tried per loop: `quick` in the suite; in a campaign
 // CDC_FAULTS_MAX_N (default 1000).
-int64_t Budget(int64_t quick) {
-  if (!Long()) return quick;
+int64_t Budget(int64_t quick, const Op& op) {
+  if (!Long()) return std::max<int64_t>(2, quick / op.quick_share);
   const char* m = getenv("CDC_FAULTS_MAX_N");
   return m && *m ? atoll(m) : 1000;
 }
@@ -58,7 +59,7 @@ TEST_P(Loop, Transient) {
   const Op& op = Find(GetParam());
   Fault f;
   f.name = "oom-transient";
-  LoopStats s = RunLoop(op, f, Budget(60));
+  LoopStats s = RunLoop(op, f, Budget(40, op));
   Report(op, f, s);
   EXPECT_EQ(s.problems, "");
   EXPECT_GT(s.attempts, 0);
@@ -69,7 +70,7 @@ TEST_P(Loop, Persistent) {
   Fault f;
   f.name = "oom-persistent";
   f.persistent = true;
-  LoopStats s = RunLoop(op, f, Budget(40));
+  LoopStats s = RunLoop(op, f, Budget(20, op));
   Report(op, f, s);
   EXPECT_EQ(s.problems, "");
   EXPECT_GT(s.attempts, 0);
@@ -82,7 +83,7 @@ TEST_P(Loop, NewTransient) {
   Fault f;
   f.name = "new-transient";
   f.only_new = true;
-  LoopStats s = RunLoop(op, f, Budget(200));
+  LoopStats s = RunLoop(op, f, Budget(100, op));
   Report(op, f, s);
   EXPECT_EQ(s.problems, "");
 }
@@ -116,7 +117,7 @@ TEST_P(Loop, IoErrors) {
       f.persistent = persistent;
       f.io_methods = k.methods;
       f.io_code = k.code;
-      LoopStats s = RunLoop(op, f, Budget(12));
+      LoopStats s = RunLoop(op, f, Budget(8, op));
       Report(op, f, s);
       EXPECT_EQ(s.problems, "") << f.name;
       tried += s.attempts;

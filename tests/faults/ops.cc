@@ -71,7 +71,7 @@ std::vector<Op> MakeOps() {
     return &v.back();
   };
   add("setup_narrow", Raw(), "SELECT cdc_setup('t')", {});
-  add("setup_wide", Raw(true), "SELECT cdc_setup('w')", {});
+  add("setup_wide", Raw(true), "SELECT cdc_setup('w')", {})->quick_share = 5;
   add("setup_unique", Raw(), "SELECT cdc_setup('u')", {});
   add("setup_refresh", Captured() + "ALTER TABLE u ADD COLUMN extra TEXT DEFAULT 'e';\n", "SELECT cdc_setup('u')",
       {"t"});

@@ -40,6 +40,7 @@ struct Op {
   // Opens connections of its own whose busy handler waits about 30 s for a
   // lock by design: a lock that stays busy for good is not tried.
   bool own_busy_wait = false;
+  int quick_share = 1;  // the suite tries 1/quick_share of the usual sample (slow operations)
 };
 
 const std::vector<Op>& Ops();

@@ -21,7 +21,7 @@ awk -v seed="$seed" '
     for (j = 1; j <= 3; j++) {
       kk = kinds[j]
       name = kk == "oom" ? "allocations (SQLite + C++)" : kk == "new" ? "C++ new only" : "I/O calls"
-      printf "  %-28s %5d loops, %9d fault points, %7d tried, %7d failed cleanly\n", name, loops[kk], points[kk], tried[kk], failed[kk]
+      printf "  %-28s %5d loops, %9d fault points, %7d tried: %7d failed cleanly, the rest succeeded exactly\n", name, loops[kk], points[kk], tried[kk], failed[kk]
     }
     for (m in modes) printf "  power loss %-13s %5d runs, %d crashed, %d returned commits lost\n", m, c[m, "runs"], c[m, "crashed"], c[m, "lost_returned_commits"]
     printf "  loops with problems: %d\n", problems + 0

@@ -6,6 +6,8 @@
 // smallest position, except the newest row, which keeps max(id)+1 growing.
 #include "delivery.h"
 
+#include <limits>
+
 #include "capture.h"
 #include "json.h"
 
@@ -44,15 +46,73 @@ Status PendingCount(sqlite3* db, int64_t pos, int64_t* count) {
   return Status();
 }
 
-Status Prune(sqlite3* db) {
+Status Prune(sqlite3* db, int64_t max_rows) {
   // The newest event stays, with its continuation rows (they sit between the
   // event before it and it): deleting only up to that earlier event keeps it
   // whole for a consumer added later with 'earliest' and for cdc_changes.
-  return Exec(db,
-              "DELETE FROM main.__cdc_log WHERE id <= (SELECT min(pos) FROM main.__cdc_consumers) "
-              "AND id <= (SELECT max(id) FROM main.__cdc_log WHERE op <> 0 "
-              "AND id < (SELECT max(id) FROM main.__cdc_log))");
+  // At most `max_rows` ids from the oldest row: the write lock is held for
+  // about a microsecond per row deleted (SECURE_DELETE), and a writer with
+  // no busy timeout fails while it is.
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "DELETE FROM main.__cdc_log WHERE id <= min("
+          "(SELECT min(pos) FROM main.__cdc_consumers), "
+          "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)), "
+          "(SELECT min(id) FROM main.__cdc_log) + ?1 - 1)"));
+  st.Bind(1, max_rows);
+  if (st.Step() != SQLITE_DONE) return Status::FromDb(db, "prune");
+  return Status();
 }
+
+Status Prune(sqlite3* db) { return Prune(db, std::numeric_limits<int64_t>::max() / 2); }
+
+Status Prunable(sqlite3* db, bool* any) {
+  int64_t n = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(
+      db, "SELECT (SELECT min(id) FROM main.__cdc_log) <= min("
+          "(SELECT min(pos) FROM main.__cdc_consumers), "
+          "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)))",
+      &n));
+  *any = n != 0;
+  return Status();
+}
+
+namespace {
+
+// Inside the caller's write transaction: moves `name` to `id` (see
+// AckConsumer), then prunes at most `max_prune` rows, or, when it is
+// negative, what the move passed and kPruneChunk rows more.
+Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t max_prune,
+                 int64_t* pos) {
+  int64_t cur = 0;
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
+  *pos = cur;
+  if (id > cur) {
+    int64_t newest = 0;
+    CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
+    if (id > newest) {
+      return Status::Error(std::string(fn) + ": id " + std::to_string(id) +
+                           " is past the newest change (" + std::to_string(newest) + ")");
+    }
+    // Positions are event ids, so pruning never splits an event's rows.
+    int64_t floor = 0;
+    CDC_RETURN_IF_ERROR(EventFloor(db, id, &floor));
+    if (floor > cur) {
+      Stmt st;
+      CDC_RETURN_IF_ERROR(st.Prepare(
+          db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = ") + kNowMs + " WHERE name = ?2"));
+      st.Bind(1, floor);
+      st.Bind(2, name);
+      if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+      *pos = floor;
+    }
+  }
+  // What this ack passed, and a chunk of any older backlog: pruning keeps up
+  // with the acks without one ack holding the write lock for all of it.
+  return Prune(db, max_prune >= 0 ? max_prune : *pos - cur + kPruneChunk);
+}
+
+}  // namespace
 
 Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos) {
   int64_t cur = 0;
@@ -61,30 +121,31 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   if (id <= cur) return Status();
   Savepoint sp(db, "cdc_ack");
   CDC_RETURN_IF_ERROR(sp.Begin());
-  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));  // again, in the write transaction
-  if (id <= cur) return sp.Release();
-  int64_t newest = 0;
-  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
-  if (id > newest) {
-    return Status::Error(std::string(fn) + ": id " + std::to_string(id) +
-                         " is past the newest change (" + std::to_string(newest) + ")");
+  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, -1, pos));  // again, in the write transaction
+  return sp.Release();
+}
+
+Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t max_prune,
+                 int64_t* pos, bool* busy, bool* more) {
+  *busy = *more = false;
+  int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+    *busy = true;
+    return Status();
   }
-  // Positions are event ids, so pruning never splits an event's rows.
-  int64_t floor = 0;
-  CDC_RETURN_IF_ERROR(EventFloor(db, id, &floor));
-  if (floor <= cur) return sp.Release();
-  Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(
-      db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = ") + kNowMs +
-              " WHERE name = ?2"));
-  st.Bind(1, floor);
-  st.Bind(2, name);
-  if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
-  st = Stmt();
-  CDC_RETURN_IF_ERROR(Prune(db));
-  CDC_RETURN_IF_ERROR(sp.Release());
-  *pos = floor;
-  return Status();
+  if (rc != SQLITE_OK) return Status::FromDb(db, fn);
+  Status st = AckLocked(db, fn, name, id, max_prune, pos);
+  if (st.ok()) st = Prunable(db, more);
+  if (st.ok()) {
+    rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) return Status();
+    // Rollback-journal mode: a reader's SHARED lock keeps the commit from
+    // taking the EXCLUSIVE lock. Give the write lock back and try later.
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) *busy = true;
+    else st = Status::FromDb(db, fn);
+  }
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  return st;
 }
 
 Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,
@@ -223,6 +284,16 @@ Status StatusJson(sqlite3* db, std::string* out) {
   int64_t now = 0;
   CDC_RETURN_IF_ERROR(QueryInt(db, std::string("SELECT ") + kNowMs, &now));
   out->assign("{\"version\":\"" CDC_VERSION_STRING "\"");
+  {
+    // In rollback-journal modes a reader's lock keeps writers from
+    // committing (SQLite's design): the mode says what delivery can cost.
+    Stmt jm;
+    CDC_RETURN_IF_ERROR(jm.Prepare(db, "PRAGMA main.journal_mode"));
+    if (jm.Step() == SQLITE_ROW) {
+      out->append(",\"journal_mode\":");
+      JsonString(out, jm.Text(0));
+    }
+  }
   if (!InternalTablesExist(db)) {
     out->append(",\"log_rows\":0,\"last_id\":0,\"tables\":[],\"consumers\":[],\"listeners\":");
     AppendListenersJson(db, out);

@@ -17,7 +17,7 @@
 //      at retry_max_ms; never skip. Repeat until a read finds nothing.
 //      The next batch starts after the last delivered id, acked or not.
 //   The acker is a second thread with a second connection: it acks the
-//   newest delivered id (AckConsumer: position and pruning, one short write
+//   newest delivered id (AckNoWait: position and pruning, one short write
 //   transaction), coalescing batches delivered meanwhile. So the reading
 //   thread never waits for the database's write lock (an application's long
 //   write transaction does not hold up delivery), and pruning runs beside
@@ -386,12 +386,23 @@ bool Deliver(Listener* l, const Event* batch, size_t n) {
 }
 
 // The acker commits at most this often. Each ack commit costs the listener a
-// wake and an empty read (it is another connection's commit), so with one
-// ack per delivered commit a steady stream of small commits cost about a
-// third more listener CPU; 10 ms bounds that while keeping the positions
-// (and what a crash could deliver again) at most 50 ms behind (kAckFlush).
-constexpr std::chrono::milliseconds kAckEvery{10};
+// wake and an empty read (it is another connection's commit), and holds the
+// write lock: a writer with no busy timeout that comes meanwhile fails.
+// Positions (and what a crash could deliver again) stay at most kAckEvery +
+// kAckFlush behind.
+constexpr std::chrono::milliseconds kAckEvery{250};
+// When an ack left rows to prune (a writer faster than kAckPruneRows per
+// kAckEvery), the next prune follows a delivery at least this much later.
+constexpr std::chrono::milliseconds kPruneEvery{20};
+// Log rows one ack commit prunes at most (about 1 us each, SECURE_DELETE):
+// short enough to fit between a paced writer's commits.
+constexpr int64_t kAckPruneRows = 256;
 constexpr std::chrono::milliseconds kAckFlush{40};
+// After the write lock was found taken, the next try waits for the next
+// delivery (its writer has just committed) at least this long.
+constexpr std::chrono::milliseconds kAckRetry{2};
+// A stopping listener's last ack tries this often, 1 ms apart.
+constexpr int kAckTriesAtStop = 50;
 
 // Hands a delivered id to the acker.
 void PostAck(Listener* l, int64_t id) {
@@ -404,10 +415,16 @@ void PostAck(Listener* l, int64_t id) {
 }
 
 // The acker thread: acks the newest delivered id until told to quit, then
-// makes one last attempt (after a stop the busy handler does not wait).
+// makes one last attempt. It never waits for the write lock (no busy
+// handler: AckNoWait takes the lock only when it is free, else tries again
+// after the next delivery), and each ack prunes a bounded chunk, so it never
+// keeps an application's writer waiting long, nor makes one with no busy
+// timeout fail more than rarely.
 void Acker(Listener* l) noexcept {
   StmtCache cache(l->ack_db);
-  int attempt = 0;
+  sqlite3_busy_handler(l->ack_db, nullptr, nullptr);
+  int attempt = 0, stop_tries = 0;
+  bool more = false;  // the last ack left rows that can be pruned now
   auto next_commit = std::chrono::steady_clock::now();
   for (;;) {
     int64_t want = 0;
@@ -415,36 +432,48 @@ void Acker(Listener* l) noexcept {
     bool quit = false;
     {
       std::unique_lock<std::mutex> g(l->ack_mu);
-      l->ack_cv.wait(g, [&] { return l->ack_quit || l->ack_want > l->ack_done; });
+      l->ack_cv.wait(g, [&] { return l->ack_quit || l->ack_want > l->ack_done || more; });
       if (!l->ack_quit && std::chrono::steady_clock::now() < next_commit) {
         // At most one ack commit per kAckEvery, made right after a delivery
         // (whoever committed what was delivered has just released the write
-        // lock, so the ack is unlikely to make a writer wait), or kAckFlush
-        // later when no delivery comes. A stop acks at once.
+        // lock, so the ack is unlikely to meet a writer), or kAckFlush later
+        // when no delivery comes. A stop acks at once.
         l->ack_cv.wait_until(g, next_commit + kAckFlush,
                              [&] { return l->ack_quit || l->ack_posted_at >= next_commit; });
       }
       want = l->ack_want;
       gen = l->ack_gen;
       quit = l->ack_quit;
-      if (want <= l->ack_done) {  // nothing left to ack (quitting, or the consumer was re-created)
+      if (want <= l->ack_done && (quit || !more)) {  // nothing left to do (or the consumer was re-created)
         if (quit) return;
         continue;
       }
     }
     int64_t pos = 0;
-    Status st = AckConsumer(l->ack_db, "cdc_listen", l->name, want, &pos);
+    bool busy = false, left = false;
+    Status st = AckNoWait(l->ack_db, "cdc_listen", l->name, want, kAckPruneRows, &pos, &busy, &left);
+    if (st.ok() && busy) {
+      if (quit) {
+        if (++stop_tries >= kAckTriesAtStop) return;  // the rest is delivered again later
+        usleep(1000);
+      } else {
+        next_commit = std::chrono::steady_clock::now() + kAckRetry;
+      }
+      continue;
+    }
     if (st.ok()) {
       attempt = 0;
-      next_commit = std::chrono::steady_clock::now() + kAckEvery;
+      more = left;
+      next_commit = std::chrono::steady_clock::now() + (more ? kPruneEvery : kAckEvery);
       {
         std::lock_guard<std::mutex> g(l->mu);
         l->position = pos;
       }
       std::lock_guard<std::mutex> g(l->ack_mu);
-      if (gen == l->ack_gen) l->ack_done = want;
+      if (gen == l->ack_gen) l->ack_done = std::max(l->ack_done, want);
       continue;
     }
+    more = false;
     NoteError(l, st.message(), true);
     if (quit) return;  // that was the last attempt: the rest is delivered again later
     if (!l->stop.SleepUs(BackoffUs(attempt++, l->opt.retry_max_ms))) {

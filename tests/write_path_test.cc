@@ -4,6 +4,12 @@
 // the same write without capture.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "cdc.h"
 #include "events.h"
 #include "testing.h"
 
@@ -157,4 +163,127 @@ TEST(LengthLimit, KnownGapAFewBytesUnderTheLimit) {
   auto [t, u] = Both(db, "INSERT INTO t VALUES(1, zeroblob(" + std::to_string(kLimit - 8) + "))");
   EXPECT_EQ(u, "");
   EXPECT_EQ(t, "string or blob too big");
+}
+
+// --- the listener's acks (issue 13.1) ------------------------------------------
+
+namespace {
+
+bool Eventually(const std::function<bool()>& pred) {
+  for (int i = 0; i < 20000; i++) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
+}
+
+std::atomic<int64_t> g_seen{0};
+int Count(void*, const cdc_change* c, int n) {
+  g_seen = c[n - 1].id;
+  return 0;
+}
+
+}  // namespace
+
+// The acker never waits for the write lock: while another connection holds
+// it, delivery goes on, the ack is made once the lock is free, and no error
+// is reported for the wait.
+TEST(Acks, NeverWaitForTheWriteLock) {
+  TempDir tmp;
+  const std::string path = tmp.File("t.db");
+  Db db(path);
+  db.Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v); SELECT cdc_setup('t');"
+          "SELECT cdc_consumer_add('c')");
+  g_seen = 0;
+  char* err = nullptr;
+  ASSERT_EQ(cdc_listen(db.get(), "c", Count, nullptr, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  Db holder(path, false);
+  holder.Exec("BEGIN IMMEDIATE; INSERT INTO t(v) VALUES(1)");  // holds the write lock
+  Db w(path, false);
+  for (int i = 0; i < 3; i++) {
+    Db reader(path, false);  // the held transaction's row is not visible yet
+    EXPECT_EQ(reader.One("SELECT count(*) FROM t"), "0");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // the acker tried meanwhile
+  holder.Exec("COMMIT");
+  ASSERT_TRUE(Eventually([&] { return g_seen.load() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return db.One("SELECT pos FROM __cdc_consumers") == "1"; }));
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.listeners[0].retries')"), "0");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.listeners[0].last_error')"), "NULL");
+  ASSERT_EQ(cdc_unlisten(db.get(), "c", &err), SQLITE_OK);
+}
+
+// A consumer that acks a long backlog at once, or a drop that leaves one,
+// prunes in chunks: each ack deletes what it passed plus at most 1,000 rows
+// more, so no single ack holds the write lock for the whole backlog.
+TEST(Acks, PruneInChunks) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v); SELECT cdc_setup('t');"
+          "SELECT cdc_consumer_add('slow'); SELECT cdc_consumer_add('fast');"
+          "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 5000) "
+          "INSERT INTO t(v) SELECT i FROM c");
+  db.Exec("SELECT cdc_ack('fast', 5000); SELECT cdc_ack('slow', 100)");
+  EXPECT_EQ(db.One("SELECT count(*) FROM __cdc_log"), "4900");
+  db.Exec("SELECT cdc_consumer_drop('slow')");  // drop prunes all it released
+  EXPECT_EQ(db.One("SELECT count(*) FROM __cdc_log"), "1");
+  db.Exec("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 5000) "
+          "INSERT INTO t(v) SELECT i FROM c; SELECT cdc_consumer_add('late', 'earliest')");
+  db.Exec("SELECT cdc_ack('fast', 10000)");  // 'late' (position 4999) holds ids 5000..10000
+  EXPECT_EQ(db.One("SELECT count(*) FROM __cdc_log"), "5001");
+  // As if 'late' had caught up without pruning: a backlog of 5,000 prunable rows.
+  db.Exec("UPDATE __cdc_consumers SET pos = 10000 WHERE name = 'late';"
+          "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 10) "
+          "INSERT INTO t(v) SELECT i FROM c");  // ids 10001..10010
+  db.Exec("SELECT cdc_ack('fast', 10005)");  // passed 5 rows: prunes 5 + 1,000 of the oldest
+  EXPECT_EQ(db.One("SELECT min(id) || '..' || max(id) FROM __cdc_log"), "6005..10010");
+  db.Exec("SELECT cdc_ack('late', 10010)");  // passed 10: 10 + 1,000 more
+  EXPECT_EQ(db.One("SELECT min(id) || '..' || max(id) FROM __cdc_log"), "7015..10010");
+}
+
+// cdc_status says the journal mode: in rollback-journal modes readers keep
+// writers from committing (README, cdc_listen).
+TEST(Acks, StatusShowsTheJournalMode) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.journal_mode')"), "delete");
+  db.Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(a); SELECT cdc_setup('t')");
+  EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.journal_mode')"), "wal");
+}
+
+// --- README "When capture can fail a write": each case fails exactly as the
+// same statement without capture, or is the known exception it names ---------
+
+// Database full: the log's rows take pages too, so a captured write reaches
+// max_page_count (or a full disk) sooner; when it does, it fails with the
+// same error as an uncaptured one, and leaves neither row nor event.
+TEST(FailsAsWithoutCapture, DatabaseFull) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  MakeTables(db, "id INTEGER PRIMARY KEY, a");
+  db.Exec("PRAGMA max_page_count = " + db.One("PRAGMA page_count"));
+  auto [t, u] = Both(db, "INSERT INTO t VALUES(1, randomblob(100000))");
+  EXPECT_EQ(u, "database or disk is full");
+  EXPECT_EQ(t, u);
+  EXPECT_EQ(db.One("SELECT count(*) FROM t"), "0");
+  EXPECT_EQ(db.One("SELECT count(*) FROM __cdc_log"), "0");
+}
+
+// SQLITE_LIMIT_TRIGGER_DEPTH: the capture trigger is one more level of
+// trigger under the user's own triggers. With the default limit (1000) only
+// a chain of 1000 nested triggers meets it; lowered, a user trigger that
+// writes a captured table fails where it would not without capture.
+TEST(FailsAsWithoutCapture, TriggerDepthIsOneLevelMore) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  MakeTables(db, "x");
+  db.Exec("CREATE TABLE src_t(x); CREATE TABLE src_u(x);"
+          "CREATE TRIGGER st AFTER INSERT ON src_t BEGIN INSERT INTO t VALUES(NEW.x); END;"
+          "CREATE TRIGGER su AFTER INSERT ON src_u BEGIN INSERT INTO u VALUES(NEW.x); END;");
+  sqlite3_limit(db.get(), SQLITE_LIMIT_TRIGGER_DEPTH, 2);
+  EXPECT_EQ(db.Error("INSERT INTO src_u VALUES(1)"), "");
+  EXPECT_EQ(db.Error("INSERT INTO src_t VALUES(1)"), "");
+  sqlite3_limit(db.get(), SQLITE_LIMIT_TRIGGER_DEPTH, 1);
+  EXPECT_EQ(db.Error("INSERT INTO src_u VALUES(2)"), "");
+  EXPECT_EQ(db.Error("INSERT INTO src_t VALUES(2)"), "too many levels of trigger recursion");
 }

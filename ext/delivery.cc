@@ -10,6 +10,7 @@
 
 #include "capture.h"
 #include "json.h"
+#include "retention.h"
 
 namespace cdc {
 
@@ -27,12 +28,17 @@ Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, in
   Stmt st;
   // The hot path of poll, ack and wait: prepare first, and look at the schema
   // only to explain a failure (no internal tables yet = no such consumer).
-  Status prep = st.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1");
+  // With the consumer, whether retention invalidated it (retention.h); a
+  // database of an earlier version may have no __cdc_meta yet.
+  Status prep = st.Prepare(db, "SELECT pos, (SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1) "
+                               "FROM main.__cdc_consumers WHERE name = ?1");
+  if (!prep.ok()) prep = st.Prepare(db, "SELECT pos, NULL FROM main.__cdc_consumers WHERE name = ?1");
   if (!prep.ok()) return InternalTablesExist(db) ? prep : Status::Error(NoConsumer(fn, name));
   st.Bind(1, name);
   int rc = st.Step();
   if (rc == SQLITE_DONE) return Status::Error(NoConsumer(fn, name));
   if (rc != SQLITE_ROW) return Status::FromDb(db, fn);
+  if (!st.IsNull(1)) return Status::Error(LostError(fn, name, st.Text(1)));
   *pos = st.Int(0);
   return Status();
 }
@@ -56,7 +62,8 @@ Status Prune(sqlite3* db, int64_t max_rows) {
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
       db, "DELETE FROM main.__cdc_log WHERE id <= min("
-          "(SELECT min(pos) FROM main.__cdc_consumers), "
+          // no consumer: nobody to keep anything for
+          "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
           "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)), "
           "(SELECT min(id) FROM main.__cdc_log) + ?1 - 1)"));
   st.Bind(1, max_rows);
@@ -70,7 +77,7 @@ Status Prunable(sqlite3* db, bool* any) {
   int64_t n = 0;
   CDC_RETURN_IF_ERROR(QueryInt(
       db, "SELECT (SELECT min(id) FROM main.__cdc_log) <= min("
-          "(SELECT min(pos) FROM main.__cdc_consumers), "
+          "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
           "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)))",
       &n));
   *any = n != 0;
@@ -80,10 +87,9 @@ Status Prunable(sqlite3* db, bool* any) {
 namespace {
 
 // Inside the caller's write transaction: moves `name` to `id` (see
-// AckConsumer), then prunes at most `max_prune` rows, or, when it is
-// negative, what the move passed and kPruneChunk rows more.
-Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t max_prune,
-                 int64_t* pos) {
+// AckConsumer), then prunes what the move passed and at most `extra` rows
+// more (an older backlog).
+Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra, int64_t* pos) {
   int64_t cur = 0;
   CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
   *pos = cur;
@@ -104,12 +110,14 @@ Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t i
       st.Bind(1, floor);
       st.Bind(2, name);
       if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+      st = Stmt();
       *pos = floor;
+      CDC_RETURN_IF_ERROR(EnforceRetention(db));
     }
   }
   // What this ack passed, and a chunk of any older backlog: pruning keeps up
   // with the acks without one ack holding the write lock for all of it.
-  return Prune(db, max_prune >= 0 ? max_prune : *pos - cur + kPruneChunk);
+  return Prune(db, *pos - cur + extra);
 }
 
 }  // namespace
@@ -121,11 +129,11 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   if (id <= cur) return Status();
   Savepoint sp(db, "cdc_ack");
   CDC_RETURN_IF_ERROR(sp.Begin());
-  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, -1, pos));  // again, in the write transaction
+  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, kPruneChunk, pos));  // again, in the write transaction
   return sp.Release();
 }
 
-Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t max_prune,
+Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra,
                  int64_t* pos, bool* busy, bool* more) {
   *busy = *more = false;
   int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
@@ -134,7 +142,7 @@ Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t i
     return Status();
   }
   if (rc != SQLITE_OK) return Status::FromDb(db, fn);
-  Status st = AckLocked(db, fn, name, id, max_prune, pos);
+  Status st = AckLocked(db, fn, name, id, extra, pos);
   if (st.ok()) st = Prunable(db, more);
   if (st.ok()) {
     rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
@@ -195,8 +203,32 @@ void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       if (st.ok()) {
         q.Bind(1, name);
         int rc = q.Step();
+        std::string lost;
         if (rc == SQLITE_ROW) {
           pos = q.Int(0);  // idempotent: an existing consumer keeps its place
+          q = Stmt();
+          st = LostReason(db, name, &lost);
+        }
+        if (rc == SQLITE_ROW && st.ok() && !lost.empty()) {
+          // Invalidated by retention: start it again, from `start`.
+          st = ClearLost(db, name);
+          if (st.ok()) {
+            st = QueryInt(db, mode == "latest" ? "SELECT coalesce(max(id), 0) FROM main.__cdc_log"
+                                               : "SELECT coalesce(min(id) - 1, 0) FROM main.__cdc_log",
+                          &pos);
+          }
+          Stmt up;
+          if (st.ok()) {
+            st = up.Prepare(db, "UPDATE main.__cdc_consumers SET pos = ?2, acked_ms = NULL, created_ms = " +
+                                    std::string(kNowMs) + " WHERE name = ?1");
+          }
+          if (st.ok()) {
+            up.Bind(1, name);
+            up.Bind(2, pos);
+            if (up.Step() != SQLITE_DONE) st = Status::FromDb(db, fn);
+          }
+        } else if (rc == SQLITE_ROW) {
+          // kept its place
         } else if (rc != SQLITE_DONE) {
           st = Status::FromDb(db, fn);
         } else {
@@ -217,6 +249,7 @@ void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         }
       }
     }
+    if (st.ok()) st = EnforceRetention(db);
     if (st.ok()) st = sp.Release();
   }
   if (!st.ok()) return ResultError(ctx, st);
@@ -229,8 +262,7 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
   std::string name;
   Status st = ArgText(fn, argv, 0, "name", &name);
   if (st.ok()) st = RequireWritable(db, fn);
-  int64_t pos = 0;
-  if (st.ok()) st = ConsumerPosition(db, fn, name, &pos);
+  if (st.ok() && !InternalTablesExist(db)) st = Status::Error(NoConsumer(fn, name));
   if (st.ok()) {
     Savepoint sp(db, "cdc_consumer_drop");
     st = sp.Begin();
@@ -239,8 +271,11 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
     if (st.ok()) {
       del.Bind(1, name);
       if (del.Step() != SQLITE_DONE) st = Status::FromDb(db, fn);
+      else if (sqlite3_changes(db) == 0) st = Status::Error(NoConsumer(fn, name));
       del = Stmt();
     }
+    if (st.ok()) st = ClearLost(db, name);
+    if (st.ok()) st = EnforceRetention(db);
     if (st.ok()) st = Prune(db);
     if (st.ok()) st = sp.Release();
   }
@@ -311,6 +346,31 @@ Status StatusJson(sqlite3* db, std::string* out) {
   CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &last));
   out->append(",\"log_rows\":");
   JsonInt(out, rows);
+  {
+    // The log's pages, from the dbstat virtual table (Debian's SQLite has
+    // it; a build without SQLITE_ENABLE_DBSTAT_VTAB gives null).
+    Stmt bytes;
+    out->append(",\"log_bytes\":");
+    if (bytes.Prepare(db, "SELECT coalesce(sum(pgsize), 0) FROM dbstat('main') WHERE name = '__cdc_log'").ok() &&
+        bytes.Step() == SQLITE_ROW) {
+      JsonInt(out, bytes.Int(0));
+    } else {
+      out->append("null");
+    }
+  }
+  const bool have_meta = !source.empty();
+  out->append(",\"retention\":{");
+  bool first = true;
+  for (const char* key : {"max_log_rows", "max_lag_ms", "idle_timeout_ms"}) {
+    int64_t v = 0;
+    CDC_RETURN_IF_ERROR(RetentionSetting(db, key, &v));
+    if (!first) out->push_back(',');
+    first = false;
+    JsonString(out, key);
+    out->push_back(':');
+    JsonInt(out, v);
+  }
+  out->push_back('}');
   out->append(",\"last_id\":");
   JsonInt(out, last);
   out->append(",\"tables\":[");
@@ -372,9 +432,11 @@ Status StatusJson(sqlite3* db, std::string* out) {
   {
     Stmt st;
     CDC_RETURN_IF_ERROR(st.Prepare(
-        db, "SELECT c.name, c.pos, "
+        db, std::string("SELECT c.name, c.pos, "
             "(SELECT count(*) FROM main.__cdc_log WHERE id > c.pos AND op <> 0), "
-            "(SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1) "
+            "(SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1), "
+            "c.created_ms, c.acked_ms, ") +
+            (have_meta ? "(SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || c.name) " : "NULL ") +
             "FROM main.__cdc_consumers AS c ORDER BY c.name"));
     int rc, i = 0;
     while ((rc = st.Step()) == SQLITE_ROW) {
@@ -385,8 +447,18 @@ Status StatusJson(sqlite3* db, std::string* out) {
       JsonInt(out, st.Int(1));
       out->append(",\"pending\":");
       JsonInt(out, st.Int(2));
+      const bool lost = !st.IsNull(6);
       out->append(",\"lag_ms\":");
-      JsonInt(out, st.IsNull(3) ? 0 : std::max<int64_t>(0, now - st.Int(3)));
+      JsonInt(out, st.IsNull(3) || lost ? 0 : std::max<int64_t>(0, now - st.Int(3)));
+      // Unix ms; reads are not recorded (they write nothing).
+      out->append(",\"created_ms\":");
+      if (st.IsNull(4)) out->append("null");
+      else JsonInt(out, st.Int(4));
+      out->append(",\"acked_ms\":");
+      if (st.IsNull(5)) out->append("null");
+      else JsonInt(out, st.Int(5));
+      out->append(lost ? ",\"state\":\"lost\",\"lost_reason\":" : ",\"state\":\"active\",\"lost_reason\":null");
+      if (lost) JsonString(out, st.Text(6));
       out->push_back('}');
     }
     if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_status");

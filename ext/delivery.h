@@ -21,11 +21,11 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
 constexpr int64_t kPruneChunk = 1000;
 // The listener's ack (listener.cc): like AckConsumer, in a transaction of its
 // own that takes the write lock only when it is free (the connection must
-// have no busy handler) and prunes at most `max_prune` rows. *busy: the lock
-// was taken (or, in rollback-journal mode, a reader kept the commit out);
-// nothing changed, try again later. *more: rows are left that could be
-// pruned now.
-Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t max_prune,
+// have no busy handler) and prunes what the ack passed and at most `extra`
+// rows more. *busy: the lock was taken (or, in rollback-journal mode, a
+// reader kept the commit out); nothing changed, try again later. *more: rows
+// are left that could be pruned now.
+Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra,
                  int64_t* pos, bool* busy, bool* more);
 // Deletes log rows every consumer has acked, always keeping the newest event
 // whole (with its continuation rows), so that ids are never reused; at most

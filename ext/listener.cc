@@ -53,6 +53,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,6 +64,7 @@
 #include "cdc.h"
 #include "delivery.h"
 #include "json.h"
+#include "retention.h"
 #include "signals.h"
 
 namespace cdc {
@@ -391,16 +393,20 @@ bool Deliver(Listener* l, const Event* batch, size_t n) {
 // Positions (and what a crash could deliver again) stay at most kAckEvery +
 // kAckFlush behind.
 constexpr std::chrono::milliseconds kAckEvery{250};
-// When an ack left rows to prune (a writer faster than kAckPruneRows per
-// kAckEvery), the next prune follows a delivery at least this much later.
+// When an ack left rows to prune (an older backlog), the next prune follows
+// a delivery at least this much later.
 constexpr std::chrono::milliseconds kPruneEvery{20};
-// Log rows one ack commit prunes at most (about 1 us each, SECURE_DELETE):
-// short enough to fit between a paced writer's commits.
+// Log rows one ack commit prunes beyond those it passed (an older backlog,
+// e.g. left by a dropped or invalidated consumer): about 1 us each
+// (SECURE_DELETE), short enough to fit between a paced writer's commits.
 constexpr int64_t kAckPruneRows = 256;
 constexpr std::chrono::milliseconds kAckFlush{40};
 // After the write lock was found taken, the next try waits for the next
 // delivery (its writer has just committed) at least this long.
 constexpr std::chrono::milliseconds kAckRetry{2};
+// While the reader retries a failed read, the acker checks this often
+// whether the consumer was invalidated (StopIfLost).
+constexpr std::chrono::milliseconds kLostCheck{250};
 // A stopping listener's last ack tries this often, 1 ms apart.
 constexpr int kAckTriesAtStop = 50;
 
@@ -412,6 +418,17 @@ void PostAck(Listener* l, int64_t id) {
     l->ack_posted_at = std::chrono::steady_clock::now();
     l->ack_cv.notify_one();
   }
+}
+
+// A listener whose consumer retention invalidated (retention.h) stops, with
+// the error that says so and how to recover as its last error. Checked by
+// the acker after a failed ack, and while the reader retries a failed read.
+bool StopIfLost(Listener* l) {
+  std::string reason;
+  if (!LostReason(l->ack_db, l->name, &reason).ok() || reason.empty()) return false;
+  NoteError(l, LostError("cdc_listen", l->name, reason), false);
+  l->stop.Set();
+  return true;
 }
 
 // The acker thread: acks the newest delivered id until told to quit, then
@@ -432,7 +449,22 @@ void Acker(Listener* l) noexcept {
     bool quit = false;
     {
       std::unique_lock<std::mutex> g(l->ack_mu);
-      l->ack_cv.wait(g, [&] { return l->ack_quit || l->ack_want > l->ack_done || more; });
+      while (!l->ack_cv.wait_for(g, kLostCheck, [&] { return l->ack_quit || l->ack_want > l->ack_done || more; })) {
+        bool retrying = false;
+        {
+          std::lock_guard<std::mutex> m(l->mu);
+          retrying = std::strcmp(l->state, "retrying") == 0;
+        }
+        if (retrying) {
+          g.unlock();
+          const bool lost = StopIfLost(l);
+          g.lock();
+          if (lost) {
+            l->ack_cv.wait(g, [&] { return l->ack_quit; });
+            return;
+          }
+        }
+      }
       if (!l->ack_quit && std::chrono::steady_clock::now() < next_commit) {
         // At most one ack commit per kAckEvery, made right after a delivery
         // (whoever committed what was delivered has just released the write
@@ -474,6 +506,11 @@ void Acker(Listener* l) noexcept {
       continue;
     }
     more = false;
+    if (StopIfLost(l)) {
+      std::unique_lock<std::mutex> g(l->ack_mu);
+      l->ack_cv.wait(g, [&] { return l->ack_quit; });
+      return;
+    }
     NoteError(l, st.message(), true);
     if (quit) return;  // that was the last attempt: the rest is delivered again later
     if (!l->stop.SleepUs(BackoffUs(attempt++, l->opt.retry_max_ms))) {

@@ -127,10 +127,11 @@ TEST(Poll, EventShapeMatchesDesign) {
   EXPECT_GT(v[0]["ts"].i, now - 60000);
 }
 
-TEST(Prune, NoConsumerMeansNothingIsPruned) {
+// Issue 13: the last consumer's drop left the whole log behind, for nobody.
+TEST(Prune, DroppingTheLastConsumerPrunesToTheNewest) {
   Fixture f(5);
   f.db.Exec("SELECT cdc_consumer_add('c'); SELECT cdc_consumer_drop('c')");
-  EXPECT_EQ(f.LogIds(), "1,2,3,4,5");
+  EXPECT_EQ(f.LogIds(), "5");
 }
 
 TEST(Prune, OnlyBelowEveryConsumer) {

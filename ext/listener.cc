@@ -450,19 +450,17 @@ void Acker(Listener* l) noexcept {
     {
       std::unique_lock<std::mutex> g(l->ack_mu);
       while (!l->ack_cv.wait_for(g, kLostCheck, [&] { return l->ack_quit || l->ack_want > l->ack_done || more; })) {
+        g.unlock();  // never both locks at once
         bool retrying = false;
         {
           std::lock_guard<std::mutex> m(l->mu);
           retrying = std::strcmp(l->state, "retrying") == 0;
         }
-        if (retrying) {
-          g.unlock();
-          const bool lost = StopIfLost(l);
-          g.lock();
-          if (lost) {
-            l->ack_cv.wait(g, [&] { return l->ack_quit; });
-            return;
-          }
+        const bool lost = retrying && StopIfLost(l);
+        g.lock();
+        if (lost) {
+          l->ack_cv.wait(g, [&] { return l->ack_quit; });
+          return;
         }
       }
       if (!l->ack_quit && std::chrono::steady_clock::now() < next_commit) {

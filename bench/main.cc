@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   cdcbench::RegisterCaptureBenchmarks();
   cdcbench::RegisterDeliveryBenchmarks();
   cdcbench::RegisterListenerBenchmarks();
+  cdcbench::RegisterBusyBenchmarks();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -126,7 +126,35 @@ def main():
             print("| %s | %s (%s–%s) | ≥ %s | %s |" % (label, rate(v), rate([min(v)]), rate([max(v)]),
                                                       rate([tgt]), "yes" if statistics.median(v) >= tgt else "**no**"))
     listener_table(find, ctx)
+    busy_table(runs)
     return 0
+
+
+def busy_table(runs):
+    """busy_bench.cc: failed INSERTs of a writer with no busy handler."""
+    rows = {}
+    for name, rl in runs.items():
+        parts = name.split("/iterations:")[0].split("/")
+        if parts[:2] != ["write_path", "no_timeout"] or len(parts) < 5:
+            continue
+        journal, consumer, spacing = parts[2], parts[3], int(parts[4])
+        rows.setdefault((journal, spacing), {})[consumer] = rl[0]
+    if not rows:
+        return
+    print()
+    print("| writer with no busy timeout (separate process, synchronous=NORMAL) | failed, alone | failed, beside a listener | target | met |")
+    print("|---|---|---|---|---|")
+    for (journal, spacing), r in sorted(rows.items(), key=lambda kv: (kv[0][0] != "wal", -kv[0][1])):
+        what = "%s, %s" % ("WAL" if journal == "wal" else "rollback journal",
+                           "paced %d µs" % spacing if spacing else "back to back")
+        def fmt(x):
+            return "%d of %d" % (x["failed"], x["attempts"]) if x else "–"
+        lis = r.get("listener")
+        target = journal == "wal" and spacing > 0
+        ok = lis is not None and lis["failed"] * 10000 <= lis["attempts"]
+        print("| %s | %s | %s | %s | %s |" % (what, fmt(r.get("none")), fmt(lis),
+                                          "≤ 1 in 10,000" if target else "–",
+                                          ("yes" if ok else "**no**") if target else "–"))
 
 
 def listener_table(find, ctx):

@@ -47,30 +47,53 @@ std::vector<std::string> Row(const TableInfo& t, const std::string& prefix) {
   return out;
 }
 
-// Statements appending one event whose value sequence is `vals`. With `from`
-// empty the values are expressions (VALUES form); otherwise they are selected
-// with `from` ("FROM ... WHERE ...").
-std::string LogAppend(const std::vector<std::string>& vals, int width, int64_t shape, int op,
-                      const std::string& from) {
+// One log row carrying vals[start, end), as an INSERT statement. `last`: the
+// event's own row (ts = now, op = `op`); otherwise a continuation row (ts =
+// the number of values it carries, op 0). With `from` empty the values are
+// expressions (VALUES form); otherwise they are selected with `from`
+// ("FROM ... WHERE ...").
+std::string LogRow(const std::vector<std::string>& vals, size_t start, size_t end, bool last, int64_t shape,
+                   int op, const std::string& from) {
+  std::string sql = "INSERT INTO __cdc_log(ts,shape,op";
+  for (size_t i = start; i < end; i++) sql += ",v" + std::to_string(i - start);
+  sql += from.empty() ? ") VALUES(" : ") SELECT ";
+  sql += (last ? std::string(kNowMs) : std::to_string(end - start)) + ",";
+  sql += std::to_string(shape) + "," + std::to_string(last ? op : kOpCont);
+  for (size_t i = start; i < end; i++) sql += "," + vals[i];
+  return sql + (from.empty() ? ");\n" : " " + from + ";\n");
+}
+
+// Rows for vals[start, end) in chunks of `width`, continuation rows first;
+// the final chunk is the event's row when `last`.
+std::string LogChunks(const std::vector<std::string>& vals, size_t start, size_t end, size_t width, bool last,
+                      int64_t shape, int op, const std::string& from) {
   std::string sql;
-  size_t n = vals.size();
-  size_t w = static_cast<size_t>(width);
-  size_t first_last = n == 0 ? 0 : ((n - 1) / w) * w;  // start of the final chunk
-  for (size_t start = 0; start <= first_last; start += w) {
-    bool last = start == first_last;
-    size_t end = std::min(n, start + w);
-    sql += "INSERT INTO __cdc_log(";
-    sql += "ts,shape,op";
-    for (size_t i = start; i < end; i++) sql += ",v" + std::to_string(i - start);
-    sql += from.empty() ? ") VALUES(" : ") SELECT ";
-    // A continuation row's ts holds how many values it carries.
-    sql += (last ? std::string(kNowMs) : std::to_string(end - start)) + ",";
-    sql += std::to_string(shape) + "," + std::to_string(last ? op : kOpCont);
-    for (size_t i = start; i < end; i++) sql += "," + vals[i];
-    sql += from.empty() ? ");\n" : " " + from + ";\n";
-    if (n == 0) break;
+  const size_t final_start = end == start ? start : start + ((end - start - 1) / width) * width;
+  for (size_t s = start; s <= final_start; s += width) {
+    sql += LogRow(vals, s, std::min(end, s + width), last && s == final_start, shape, op, from);
+    if (end == start) break;
   }
   return sql;
+}
+
+// Statements appending one event whose value sequence is `vals` (an UPDATE's:
+// its before image, then its after image).
+//
+// No log row holds values of both images of an UPDATE. SQLite refuses a
+// record larger than SQLITE_LIMIT_LENGTH ("string or blob too big"): the
+// user's row fits it, so a log row holding one image of that row does too (up
+// to the few bytes of ts, shape, op and padding, see README "When capture can
+// fail a write"), but a row holding both can be twice as large. Choosing the
+// layout by size at run time costs more than the second row: a guard
+// statement (sum of the text and blob lengths, INSERT ... SELECT ... WHERE)
+// and the registers of three INSERTs in every trigger frame took a 6-column
+// UPDATE from 19.1k to 34.3k instructions per row (callgrind,
+// cdc_trigger_cost ours update_tx 6 2), the second row alone to about 22k.
+std::string LogAppend(const std::vector<std::string>& vals, int width, int64_t shape, int op,
+                      const std::string& from) {
+  const size_t n = vals.size(), w = static_cast<size_t>(width);
+  if (op != kOpUpdate) return LogChunks(vals, 0, n, w, true, shape, op, from);
+  return LogChunks(vals, 0, n / 2, w, false, shape, op, from) + LogChunks(vals, n / 2, n, w, true, shape, op, from);
 }
 
 bool HasStage(const TableInfo& t) {
@@ -247,16 +270,13 @@ int64_t CaptureSig(const std::string& sql) {
 }
 
 int WantedLogWidth(size_t ncols) {
-  // Tables of up to 8 columns keep an UPDATE's two images in one row; wider
-  // ones take one image per row (an UPDATE writes a continuation row). Every
-  // trigger pays for the whole log row, not only the values it writes: SQLite
-  // gives the trigger program a register per log column (its frame is
-  // allocated and zeroed per row, from the lookaside only while it is small)
-  // and encodes every padding NULL. Callgrind (bench/trigger_cost.cc), 20
-  // columns, width 40 -> 20: INSERT and DELETE 15% fewer instructions per row,
-  // UPDATE 9% more; 6 columns, width 12 -> 6: INSERT 2% fewer, UPDATE 16% more.
-  size_t want = ncols <= 8 ? 2 * ncols : ncols;
-  return static_cast<int>(std::min<size_t>(want, kMaxLogWidth));
+  // One image per row (LogAppend): a row of the table's width. Every trigger
+  // pays for the whole log row, not only the values it writes: SQLite gives
+  // the trigger program a register per log column (its frame is allocated
+  // and zeroed per row, from the lookaside only while it is small) and
+  // encodes every padding NULL. Callgrind (bench/trigger_cost.cc), 20
+  // columns, width 40 -> 20: INSERT and DELETE 15% fewer instructions per row.
+  return static_cast<int>(std::min<size_t>(ncols, kMaxLogWidth));
 }
 
 std::string ColumnsJson(const TableInfo& t) {

@@ -19,6 +19,7 @@ SQLITE_EXTENSION_INIT1
 #include "delivery.h"
 #include "drift.h"
 #include "listener.h"
+#include "retention.h"
 #include "util.h"
 
 
@@ -63,6 +64,8 @@ const FunctionDef kFunctions[] = {
     {"cdc_poll", 2, kDirect, SqlPoll},
     {"cdc_ack", 2, kDirect, SqlAck},
     {"cdc_status", 0, SQLITE_UTF8, SqlStatus},
+    {"cdc_config", 1, kDirect, SqlConfig},
+    {"cdc_config", 2, kDirect, SqlConfig},
     {"cdc_listen", 2, kDirect, SqlListen},
     {"cdc_listen", 3, kDirect, SqlListen},
     {"cdc_serve", 2, kDirect, SqlServe},

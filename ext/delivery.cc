@@ -6,10 +6,13 @@
 // smallest position, except the newest row, which keeps max(id)+1 growing.
 #include "delivery.h"
 
+#include <limits>
+
 #include "capture.h"
 #include "drift.h"
 #include "json.h"
 #include "lease.h"
+#include "retention.h"
 
 namespace cdc {
 
@@ -27,7 +30,13 @@ Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, in
   Stmt st;
   // The hot path of poll, ack and wait: prepare first, and look at the schema
   // only to explain a failure (no internal tables yet = no such consumer).
-  Status prep = st.Prepare(db, "SELECT pos FROM main.__cdc_consumers WHERE name = ?1");
+  // With the consumer, whether retention invalidated it (retention.h); a
+  // database of an earlier version may have no __cdc_meta yet.
+  Status prep = st.Prepare(db, "SELECT pos, (SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1) "
+                               "FROM main.__cdc_consumers WHERE name = ?1");
+  if (!prep.ok() && (prep.code() & 0xff) == SQLITE_ERROR) {
+    prep = st.Prepare(db, "SELECT pos, NULL FROM main.__cdc_consumers WHERE name = ?1");
+  }
   if (!prep.ok()) {
     // Out of memory, an I/O error...: say so, not "no such consumer".
     if ((prep.code() & 0xff) != SQLITE_ERROR) return prep;
@@ -37,6 +46,7 @@ Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, in
   int rc = st.Step();
   if (rc == SQLITE_DONE) return Status::Error(NoConsumer(fn, name));
   if (rc != SQLITE_ROW) return Status::FromDb(db, fn);
+  if (!st.IsNull(1)) return Status::Error(LostError(fn, name, st.Text(1)));
   *pos = st.Int(0);
   return Status();
 }
@@ -50,15 +60,75 @@ Status PendingCount(sqlite3* db, int64_t pos, int64_t* count) {
   return Status();
 }
 
-Status Prune(sqlite3* db) {
+Status Prune(sqlite3* db, int64_t max_rows) {
   // The newest event stays, with its continuation rows (they sit between the
   // event before it and it): deleting only up to that earlier event keeps it
   // whole for a consumer added later with 'earliest' and for cdc_changes.
-  return Exec(db,
-              "DELETE FROM main.__cdc_log WHERE id <= (SELECT min(pos) FROM main.__cdc_consumers) "
-              "AND id <= (SELECT max(id) FROM main.__cdc_log WHERE op <> 0 "
-              "AND id < (SELECT max(id) FROM main.__cdc_log))");
+  // At most `max_rows` ids from the oldest row: the write lock is held for
+  // about a microsecond per row deleted (SECURE_DELETE), and a writer with
+  // no busy timeout fails while it is.
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "DELETE FROM main.__cdc_log WHERE id <= min("
+          // no consumer: nobody to keep anything for
+          "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
+          "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)), "
+          "(SELECT min(id) FROM main.__cdc_log) + ?1 - 1)"));
+  st.Bind(1, max_rows);
+  if (st.Step() != SQLITE_DONE) return Status::FromDb(db, "prune");
+  return Status();
 }
+
+Status Prune(sqlite3* db) { return Prune(db, std::numeric_limits<int64_t>::max() / 2); }
+
+Status Prunable(sqlite3* db, bool* any) {
+  int64_t n = 0;
+  CDC_RETURN_IF_ERROR(QueryInt(
+      db, "SELECT (SELECT min(id) FROM main.__cdc_log) <= min("
+          "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
+          "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)))",
+      &n));
+  *any = n != 0;
+  return Status();
+}
+
+namespace {
+
+// Inside the caller's write transaction: moves `name` to `id` (see
+// AckConsumer), then prunes what the move passed and at most `extra` rows
+// more (an older backlog).
+Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra, int64_t* pos) {
+  int64_t cur = 0;
+  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
+  *pos = cur;
+  if (id > cur) {
+    int64_t newest = 0;
+    CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
+    if (id > newest) {
+      return Status::Error(std::string(fn) + ": id " + std::to_string(id) +
+                           " is past the newest change (" + std::to_string(newest) + ")");
+    }
+    // Positions are event ids, so pruning never splits an event's rows.
+    int64_t floor = 0;
+    CDC_RETURN_IF_ERROR(EventFloor(db, id, &floor));
+    if (floor > cur) {
+      Stmt st;
+      CDC_RETURN_IF_ERROR(st.Prepare(
+          db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = ") + kNowMs + " WHERE name = ?2"));
+      st.Bind(1, floor);
+      st.Bind(2, name);
+      if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+      st = Stmt();
+      *pos = floor;
+      CDC_RETURN_IF_ERROR(EnforceRetention(db));
+    }
+  }
+  // What this ack passed, and a chunk of any older backlog: pruning keeps up
+  // with the acks without one ack holding the write lock for all of it.
+  return Prune(db, *pos - cur + extra);
+}
+
+}  // namespace
 
 Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos) {
   int64_t cur = 0;
@@ -67,30 +137,31 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   if (id <= cur) return Status();
   Savepoint sp(db, "cdc_ack");
   CDC_RETURN_IF_ERROR(sp.Begin());
-  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));  // again, in the write transaction
-  if (id <= cur) return sp.Release();
-  int64_t newest = 0;
-  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
-  if (id > newest) {
-    return Status::Error(std::string(fn) + ": id " + std::to_string(id) +
-                         " is past the newest change (" + std::to_string(newest) + ")");
+  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, kPruneChunk, pos));  // again, in the write transaction
+  return sp.Release();
+}
+
+Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra,
+                 int64_t* pos, bool* busy, bool* more) {
+  *busy = *more = false;
+  int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+    *busy = true;
+    return Status();
   }
-  // Positions are event ids, so pruning never splits an event's rows.
-  int64_t floor = 0;
-  CDC_RETURN_IF_ERROR(EventFloor(db, id, &floor));
-  if (floor <= cur) return sp.Release();
-  Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(
-      db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = ") + kNowMs +
-              " WHERE name = ?2"));
-  st.Bind(1, floor);
-  st.Bind(2, name);
-  if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
-  st = Stmt();
-  CDC_RETURN_IF_ERROR(Prune(db));
-  CDC_RETURN_IF_ERROR(sp.Release());
-  *pos = floor;
-  return Status();
+  if (rc != SQLITE_OK) return Status::FromDb(db, fn);
+  Status st = AckLocked(db, fn, name, id, extra, pos);
+  if (st.ok()) st = Prunable(db, more);
+  if (st.ok()) {
+    rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) return Status();
+    // Rollback-journal mode: a reader's SHARED lock keeps the commit from
+    // taking the EXCLUSIVE lock. Give the write lock back and try later.
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) *busy = true;
+    else st = Status::FromDb(db, fn);
+  }
+  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  return st;
 }
 
 Status EventTooBig(const char* fn, const std::string& consumer, int64_t id, size_t bytes, int64_t limit) {
@@ -177,8 +248,32 @@ void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
       if (st.ok()) {
         q.Bind(1, name);
         int rc = q.Step();
+        std::string lost;
         if (rc == SQLITE_ROW) {
           pos = q.Int(0);  // idempotent: an existing consumer keeps its place
+          q = Stmt();
+          st = LostReason(db, name, &lost);
+        }
+        if (rc == SQLITE_ROW && st.ok() && !lost.empty()) {
+          // Invalidated by retention: start it again, from `start`.
+          st = ClearLost(db, name);
+          if (st.ok()) {
+            st = QueryInt(db, mode == "latest" ? "SELECT coalesce(max(id), 0) FROM main.__cdc_log"
+                                               : "SELECT coalesce(min(id) - 1, 0) FROM main.__cdc_log",
+                          &pos);
+          }
+          Stmt up;
+          if (st.ok()) {
+            st = up.Prepare(db, "UPDATE main.__cdc_consumers SET pos = ?2, acked_ms = NULL, created_ms = " +
+                                    std::string(kNowMs) + " WHERE name = ?1");
+          }
+          if (st.ok()) {
+            up.Bind(1, name);
+            up.Bind(2, pos);
+            if (up.Step() != SQLITE_DONE) st = Status::FromDb(db, fn);
+          }
+        } else if (rc == SQLITE_ROW) {
+          // kept its place
         } else if (rc != SQLITE_DONE) {
           st = Status::FromDb(db, fn);
         } else {
@@ -199,6 +294,7 @@ void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         }
       }
     }
+    if (st.ok()) st = EnforceRetention(db);
     if (st.ok()) st = sp.Release();
   }
   if (!st.ok()) return ResultError(ctx, st);
@@ -211,8 +307,7 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
   std::string name;
   Status st = ArgText(fn, argv, 0, "name", &name);
   if (st.ok()) st = RequireWritable(db, fn);
-  int64_t pos = 0;
-  if (st.ok()) st = ConsumerPosition(db, fn, name, &pos);
+  if (st.ok() && !InternalTablesExist(db)) st = Status::Error(NoConsumer(fn, name));
   if (st.ok()) {
     Savepoint sp(db, "cdc_consumer_drop");
     st = sp.Begin();
@@ -221,8 +316,11 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
     if (st.ok()) {
       del.Bind(1, name);
       if (del.Step() != SQLITE_DONE) st = Status::FromDb(db, fn);
+      else if (sqlite3_changes(db) == 0) st = Status::Error(NoConsumer(fn, name));
       del = Stmt();
     }
+    if (st.ok()) st = ClearLost(db, name);
+    if (st.ok()) st = EnforceRetention(db);
     if (st.ok()) st = Prune(db);
     if (st.ok()) st = sp.Release();
   }
@@ -266,6 +364,16 @@ Status StatusJson(sqlite3* db, std::string* out) {
   int64_t now = 0;
   CDC_RETURN_IF_ERROR(QueryInt(db, std::string("SELECT ") + kNowMs, &now));
   out->assign("{\"version\":\"" CDC_VERSION_STRING "\"");
+  {
+    // In rollback-journal modes a reader's lock keeps writers from
+    // committing (SQLite's design): the mode says what delivery can cost.
+    Stmt jm;
+    CDC_RETURN_IF_ERROR(jm.Prepare(db, "PRAGMA main.journal_mode"));
+    if (jm.Step() == SQLITE_ROW) {
+      out->append(",\"journal_mode\":");
+      JsonString(out, jm.Text(0));
+    }
+  }
   bool exist = false;
   CDC_RETURN_IF_ERROR(InternalTablesExist(db, &exist));
   if (!exist) {
@@ -285,6 +393,31 @@ Status StatusJson(sqlite3* db, std::string* out) {
   CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &last));
   out->append(",\"log_rows\":");
   JsonInt(out, rows);
+  {
+    // The log's pages, from the dbstat virtual table (Debian's SQLite has
+    // it; a build without SQLITE_ENABLE_DBSTAT_VTAB gives null).
+    Stmt bytes;
+    out->append(",\"log_bytes\":");
+    if (bytes.Prepare(db, "SELECT coalesce(sum(pgsize), 0) FROM dbstat('main') WHERE name = '__cdc_log'").ok() &&
+        bytes.Step() == SQLITE_ROW) {
+      JsonInt(out, bytes.Int(0));
+    } else {
+      out->append("null");
+    }
+  }
+  const bool have_meta = !source.empty();
+  out->append(",\"retention\":{");
+  bool first = true;
+  for (const char* key : {"max_log_rows", "max_lag_ms", "idle_timeout_ms"}) {
+    int64_t v = 0;
+    CDC_RETURN_IF_ERROR(RetentionSetting(db, key, &v));
+    if (!first) out->push_back(',');
+    first = false;
+    JsonString(out, key);
+    out->push_back(':');
+    JsonInt(out, v);
+  }
+  out->push_back('}');
   out->append(",\"last_id\":");
   JsonInt(out, last);
   out->append(",\"tables\":[");
@@ -342,9 +475,11 @@ Status StatusJson(sqlite3* db, std::string* out) {
   {
     Stmt st;
     CDC_RETURN_IF_ERROR(st.Prepare(
-        db, "SELECT c.name, c.pos, "
+        db, std::string("SELECT c.name, c.pos, "
             "(SELECT count(*) FROM main.__cdc_log WHERE id > c.pos AND op <> 0), "
-            "(SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1) "
+            "(SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1), "
+            "c.created_ms, c.acked_ms, ") +
+            (have_meta ? "(SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || c.name) " : "NULL ") +
             "FROM main.__cdc_consumers AS c ORDER BY c.name"));
     int rc, i = 0;
     while ((rc = st.Step()) == SQLITE_ROW) {
@@ -355,8 +490,18 @@ Status StatusJson(sqlite3* db, std::string* out) {
       JsonInt(out, st.Int(1));
       out->append(",\"pending\":");
       JsonInt(out, st.Int(2));
+      const bool lost = !st.IsNull(6);
       out->append(",\"lag_ms\":");
-      JsonInt(out, st.IsNull(3) ? 0 : std::max<int64_t>(0, now - st.Int(3)));
+      JsonInt(out, st.IsNull(3) || lost ? 0 : std::max<int64_t>(0, now - st.Int(3)));
+      // Unix ms; reads are not recorded (they write nothing).
+      out->append(",\"created_ms\":");
+      if (st.IsNull(4)) out->append("null");
+      else JsonInt(out, st.Int(4));
+      out->append(",\"acked_ms\":");
+      if (st.IsNull(5)) out->append("null");
+      else JsonInt(out, st.Int(5));
+      out->append(lost ? ",\"state\":\"lost\",\"lost_reason\":" : ",\"state\":\"active\",\"lost_reason\":null");
+      if (lost) JsonString(out, st.Text(6));
       out->push_back('}');
     }
     if (rc != SQLITE_DONE) return Status::FromDb(db, "cdc_status");

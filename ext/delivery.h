@@ -16,9 +16,22 @@ Status PendingCount(sqlite3* db, int64_t pos, int64_t* count);
 // position are a no-op) and prunes what every consumer has passed. Runs in a
 // savepoint on db. *pos receives the new position.
 Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos);
+// Log rows one ack prunes beyond those it passed itself (a backlog left by
+// a consumer dropped or behind is pruned over several acks).
+constexpr int64_t kPruneChunk = 1000;
+// The listener's ack (listener.cc): like AckConsumer, in a transaction of its
+// own that takes the write lock only when it is free (the connection must
+// have no busy handler) and prunes what the ack passed and at most `extra`
+// rows more. *busy: the lock was taken (or, in rollback-journal mode, a
+// reader kept the commit out); nothing changed, try again later. *more: rows
+// are left that could be pruned now.
+Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra,
+                 int64_t* pos, bool* busy, bool* more);
 // Deletes log rows every consumer has acked, always keeping the newest event
-// whole (with its continuation rows), so that ids are never reused.
-Status Prune(sqlite3* db);
+// whole (with its continuation rows), so that ids are never reused; at most
+// `max_rows` ids from the oldest row.
+Status Prune(sqlite3* db, int64_t max_rows);
+Status Prune(sqlite3* db);  // all of them
 // The error for change `id` whose JSON alone (`bytes`) exceeds the
 // connection's SQLITE_LIMIT_LENGTH `limit`: names the change and the ways past it.
 Status EventTooBig(const char* fn, const std::string& consumer, int64_t id, size_t bytes, int64_t limit);

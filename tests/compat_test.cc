@@ -56,7 +56,7 @@ TEST(Compat, EventJsonIsTheSameOnEverySqlite) {
             "{\"id\":-9223372036854775808,\"r\":9e999,\"b\":\"x\",\"s\":null}},"
             "{\"id\":3,\"ts\":TS,\"table\":\"t\",\"op\":\"INSERT\",\"before\":null,\"after\":"
             "{\"id\":1,\"r\":-9e999,\"b\":1.0,\"s\":\"2\"}},"
-            "{\"id\":4,\"ts\":TS,\"table\":\"t\",\"op\":\"UPDATE\",\"before\":"
+            "{\"id\":5,\"ts\":TS,\"table\":\"t\",\"op\":\"UPDATE\",\"before\":"
             "{\"id\":1,\"r\":-9e999,\"b\":1.0,\"s\":\"2\"},\"after\":"
             "{\"id\":1,\"r\":1e-320,\"b\":1.0,\"s\":\"\\u0001\\n\"}}]");
   // SQLite's own parser (either version) accepts it as JSON.

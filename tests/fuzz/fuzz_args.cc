@@ -50,9 +50,10 @@ const Fn kFns[] = {{"cdc_setup", 1},     {"cdc_teardown", 1},      {"cdc_teardow
                    {"cdc_bootstrap", 2}, {"cdc_consumer_add", 1},  {"cdc_consumer_add", 2}, {"cdc_consumer_drop", 1},
                    {"cdc_poll", 1},      {"cdc_poll", 2},          {"cdc_ack", 2},       {"cdc_status", 0},
                    {"cdc_wait", 2},      {"cdc_listen", 2},        {"cdc_listen", 3},    {"cdc_unlisten", 1},
-                   {"cdc_version", 0}};
+                   {"cdc_version", 0},   {"cdc_config", 1},        {"cdc_config", 2}};
 
-const char* kTexts[] = {"c", "d", "t", "T", "nope", "", "earliest", "latest", "__cdc_log", "__cdc_consumers",
+const char* kTexts[] = {"c", "d", "t", "T", "nope", "", "earliest", "latest", "max_log_rows", "max_lag_ms",
+                        "__cdc_log", "__cdc_consumers",
                         "sqlite_schema", "sqlite_sequence", "v", "vt", "main.t", "t ", "'t'", "\"t\"", "on_batch",
                         "no_such_fn", "c\x00x", "\xff\xfe", "{}", "[]"};
 

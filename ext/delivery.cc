@@ -307,7 +307,9 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
   std::string name;
   Status st = ArgText(fn, argv, 0, "name", &name);
   if (st.ok()) st = RequireWritable(db, fn);
-  if (st.ok() && !InternalTablesExist(db)) st = Status::Error(NoConsumer(fn, name));
+  bool exist = false;
+  if (st.ok()) st = InternalTablesExist(db, &exist);  // an I/O error is not "no such consumer"
+  if (st.ok() && !exist) st = Status::Error(NoConsumer(fn, name));
   if (st.ok()) {
     Savepoint sp(db, "cdc_consumer_drop");
     st = sp.Begin();
@@ -398,11 +400,13 @@ Status StatusJson(sqlite3* db, std::string* out) {
     // it; a build without SQLITE_ENABLE_DBSTAT_VTAB gives null).
     Stmt bytes;
     out->append(",\"log_bytes\":");
-    if (bytes.Prepare(db, "SELECT coalesce(sum(pgsize), 0) FROM dbstat('main') WHERE name = '__cdc_log'").ok() &&
-        bytes.Step() == SQLITE_ROW) {
+    Status prep = bytes.Prepare(db, "SELECT coalesce(sum(pgsize), 0) FROM dbstat('main') WHERE name = '__cdc_log'");
+    if (!prep.ok() && (prep.code() & 0xff) != SQLITE_ERROR) return prep;  // out of memory, I/O: not "no dbstat"
+    if (prep.ok()) {
+      if (bytes.Step() != SQLITE_ROW) return Status::FromDb(db, "cdc_status");
       JsonInt(out, bytes.Int(0));
     } else {
-      out->append("null");
+      out->append("null");  // no dbstat in this build
     }
   }
   const bool have_meta = !source.empty();

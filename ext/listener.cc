@@ -538,10 +538,14 @@ void PostAck(Listener* l, int64_t id) {
 // A listener whose consumer retention invalidated (retention.h) stops, with
 // the error that says so and how to recover as its last error. Checked by
 // the acker after a failed ack, and while the reader retries a failed read.
-bool StopIfLost(Listener* l) {
-  std::string reason;
-  if (!LostReason(l->ack_db, l->name, &reason).ok() || reason.empty()) return false;
-  NoteError(l, LostError("cdc_listen", l->name, reason), false);
+bool StopIfLost(Listener* l) noexcept {
+  try {
+    std::string reason;
+    if (!LostReason(l->ack_db, l->name, &reason).ok() || reason.empty()) return false;
+    NoteError(l, LostError("cdc_listen", l->name, reason), false);
+  } catch (const std::bad_alloc&) {  // out of memory: not known to be lost; asked again later
+    return false;
+  }
   l->stop.Set();
   return true;
 }
@@ -650,7 +654,8 @@ Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
   Stmt st;
   Status prep = st.Prepare(l->db, "SELECT pos, created_ms FROM main.__cdc_consumers WHERE name = ?1");
   if (!prep.ok()) {
-    if (InternalTablesExist(l->db)) return prep;
+    // Out of memory, an I/O error: retried, not taken for a dropped consumer.
+    if ((prep.code() & 0xff) != SQLITE_ERROR || InternalTablesExist(l->db)) return prep;
     *same = false;
     return Status();
   }

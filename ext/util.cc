@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <type_traits>
 #include <unordered_map>
 
 namespace cdc {
@@ -173,6 +174,51 @@ Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out) {
   return Status();
 }
 
+namespace {
+
+// The Savepoints that opened their connection's transaction, linked through
+// next_owner_, so that a nested one finds its owner. Constant-initialized
+// (a destructor may look it up first, out of memory) and a list, not a map
+// or thread_local (see CacheList): nothing here allocates. std::mutex has a
+// trivial destructor, so threads that outlive exit() may still use it.
+struct OwnerList {
+  std::mutex mu;
+  Savepoint* head = nullptr;
+};
+OwnerList g_owners;
+static_assert(std::is_trivially_destructible<OwnerList>::value, "g_owners is used after exit()");
+OwnerList& Owners() { return g_owners; }
+
+}  // namespace
+
+Savepoint* Savepoint::Owner(sqlite3* db) {
+  OwnerList& o = Owners();
+  std::lock_guard<std::mutex> g(o.mu);
+  for (Savepoint* p = o.head; p; p = p->next_owner_) {
+    if (p->db_ == db) return p;  // one transaction per connection: one owner
+  }
+  return nullptr;
+}
+
+void Savepoint::Own() {
+  OwnerList& o = Owners();
+  std::lock_guard<std::mutex> g(o.mu);
+  next_owner_ = o.head;
+  o.head = this;
+}
+
+void Savepoint::Disown() {
+  OwnerList& o = Owners();
+  std::lock_guard<std::mutex> g(o.mu);
+  for (Savepoint** p = &o.head; *p; p = &(*p)->next_owner_) {
+    if (*p == this) {
+      *p = next_owner_;
+      break;
+    }
+  }
+  next_owner_ = nullptr;
+}
+
 Savepoint::~Savepoint() {
   // Undo everything done since Begin(), with the statements Begin() (or
   // Arm()) prepared: after an allocation failure in a nested statement
@@ -186,9 +232,16 @@ Savepoint::~Savepoint() {
   bool clean = true;
   if (own_txn_) {
     if (!sqlite3_get_autocommit(db_)) clean = rollback_.Step() == SQLITE_DONE;
+    Disown();
   } else if (open_) {
-    clean = rollback_.Step() == SQLITE_DONE;
-    clean = release_.Step() == SQLITE_DONE && clean;
+    if (Savepoint* owner = Owner(db_)) {
+      // Inside a transaction of our own: its ROLLBACK undoes this work too,
+      // and a ROLLBACK TO here could leave it unable to run (util.h).
+      owner->failed_ = true;
+    } else {
+      clean = rollback_.Step() == SQLITE_DONE;
+      clean = release_.Step() == SQLITE_DONE && clean;
+    }
   }
   if (!clean && tripwire_ && !sqlite3_get_autocommit(db_)) sqlite3_step(tripwire_);
   sqlite3_finalize(tripwire_);
@@ -222,6 +275,7 @@ Status Savepoint::Begin() {
     CDC_RETURN_IF_ERROR(rollback_.Prepare(db_, "ROLLBACK"));
     Status st = Exec(db_, "BEGIN IMMEDIATE");
     own_txn_ = !sqlite3_get_autocommit(db_);
+    if (own_txn_) Own();
     CDC_RETURN_IF_ERROR(st);
   } else {
     CDC_RETURN_IF_ERROR(rollback_.Prepare(db_, "ROLLBACK TO " + Ident(name_)));
@@ -233,11 +287,15 @@ Status Savepoint::Begin() {
 }
 
 Status Savepoint::Release() {
+  if (failed_) {  // a nested Savepoint failed and its error was dropped: never commit that
+    return Status::Error(name_ + ": a step inside the transaction failed; rolled back");
+  }
   CDC_RETURN_IF_ERROR(Exec(db_, "RELEASE " + Ident(name_)));
   open_ = false;
   if (own_txn_) {
     CDC_RETURN_IF_ERROR(Exec(db_, "COMMIT"));  // on failure the destructor rolls back
     own_txn_ = false;
+    Disown();
   }
   return Status();
 }

@@ -182,6 +182,16 @@ class Savepoint {
   // failed: an interrupted write statement makes SQLite roll back the whole
   // transaction (a statement prepared after the interrupt fails to prepare).
   sqlite3_stmt* tripwire_ = nullptr;
+  // A nested Savepoint inside one that owns the transaction leaves its undo
+  // to the owner's ROLLBACK and marks the owner failed: a ROLLBACK TO after
+  // a schema change in the transaction expires every statement of the
+  // connection, the owner's prepared ROLLBACK too, and out of memory SQLite
+  // cannot prepare it again (the transaction would stay open).
+  bool failed_ = false;  // a nested Savepoint was abandoned: never commit
+  Savepoint* next_owner_ = nullptr;  // the list of owners (own_txn_), util.cc
+  static Savepoint* Owner(sqlite3* db);
+  void Own();
+  void Disown();
 };
 
 // Reports a Status as the SQL function's result error. An error caused by

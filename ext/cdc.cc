@@ -100,7 +100,7 @@ namespace {
 // unwind is not an exception of ours: a host ending the thread (pthread_exit,
 // e.g. CPython at exit inside cdc_serve's callback) must pass through, so the
 // trampoline is not noexcept and rethrows it.
-void Trampoline(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+CDC_CATCHES_FORCED_UNWIND void Trampoline(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   try {
     static_cast<Registration*>(sqlite3_user_data(ctx))->fn(ctx, argc, argv);
   } catch (abi::__forced_unwind&) {

@@ -381,7 +381,7 @@ struct ChangeAbi1 {
 };
 
 // Calls the C callback with the batch; *used = n (a C callback takes it whole).
-Status CallC(Listener* l, const Event* batch, size_t n, size_t* used) {
+CDC_CATCHES_FORCED_UNWIND Status CallC(Listener* l, const Event* batch, size_t n, size_t* used) {
   std::vector<cdc_change> arr(n);
   for (size_t i = 0; i < n; i++) {
     const Event& e = batch[i];
@@ -802,7 +802,7 @@ void Shutdown(Listener* l, std::thread* acker) {
 // with a forced unwind (CPython's pthread_exit of a thread that wants the GIL
 // at interpreter exit); it must pass through every frame, cleaning up, and
 // is never caught for good.
-void Run(Listener* l) {
+CDC_CATCHES_FORCED_UNWIND void Run(Listener* l) {
   FineTimerSlack slack;
   std::thread acker;
   try {

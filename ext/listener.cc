@@ -673,6 +673,12 @@ Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
     l->have_created = true;
   }
   *same = created == l->created_ms;
+  st = Stmt();
+  // Invalidated by retention: reading fails with why, and the acker, seeing
+  // the listener retry, stops it with that error (StopIfLost).
+  std::string reason;
+  CDC_RETURN_IF_ERROR(LostReason(l->db, l->name, &reason));
+  if (!reason.empty()) return Status::Error(LostError("cdc_listen", l->name, reason));
   return Status();
 }
 

@@ -119,7 +119,11 @@ CDC_CATCHES_FORCED_UNWIND void Trampoline(sqlite3_context* ctx, int argc, sqlite
 
 extern "C" __attribute__((visibility("default"))) int sqlite3_cdc_init(
     sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi) {
-  SQLITE_EXTENSION_INIT2(pApi);
+  // SQLITE_EXTENSION_INIT2, written only when it changes: cdc.so stays
+  // loaded while listener threads run (listener.cc), and they read the API
+  // pointer while another connection loads the extension again (a write of
+  // the same value, but a data race all the same).
+  if (sqlite3_api != pApi) sqlite3_api = pApi;
   for (const auto& f : cdc::kFunctions) {
     // cdc_unlisten's registration also carries the connection's listener
     // state: SQLite destroys it when the connection closes, which stops

@@ -144,6 +144,15 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
 Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra,
                  int64_t* pos, bool* busy, bool* more) {
   *busy = *more = false;
+  // The undo is prepared before the transaction starts: out of memory, SQLite
+  // may prepare nothing more on the connection, and a transaction left open
+  // would hold the write lock and fail every later BEGIN (found by
+  // faults ListenerFaults.FailingAllocations). One left open by an earlier
+  // call that could not roll back is rolled back first.
+  Stmt rollback;
+  CDC_RETURN_IF_ERROR(rollback.Prepare(db, "ROLLBACK"));
+  if (!sqlite3_get_autocommit(db) && rollback.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+  rollback.Reset();
   int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
   if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
     *busy = true;
@@ -160,7 +169,7 @@ Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t i
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) *busy = true;
     else st = Status::FromDb(db, fn);
   }
-  sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  if (!sqlite3_get_autocommit(db)) rollback.Step();
   return st;
 }
 

@@ -156,10 +156,12 @@ SAN_PRELOAD_address,undefined = $(shell $(CXX) -print-file-name=libasan.so)
 SAN_PRELOAD_thread = $(shell $(CXX) -print-file-name=libtsan.so)
 # fuzz.smoke is left out of the sanitizer runs: the fuzzers carry their own ASan and run in check.
 HOST_TESTS = '^(sql|docs|demo|client|install|stream|fuzz)\.'
-# Left out of the sanitizer runs only (it passes in `make check`): under the
-# sanitizer's slowdown the listener once stopped instead of retrying during
-# the all-allocations-fail phase (last_error "out of memory"); not yet
-# understood, see the issue 15 note.
+# Left out of the sanitizer runs only (it runs in `make check` and against the
+# newest SQLite): under ASan+UBSan the listener once stopped instead of
+# retrying during its all-allocations-fail phase. A cause found later (the
+# acker's ROLLBACK could not be prepared out of memory) is fixed and the test
+# passed 3 of 3 under ASan since, but that failure is not proven to be the
+# same: to be put back once it is (see the closing note of 2026-11-30).
 SAN_FLAKY = ^faults\.Callback/ListenerFaults\.FailingAllocations
 ASAN_NOLEAK_TESTS = '^(sql|docs|demo|client|install|stream|fuzz)\.'
 ASAN_SKIP = '^fuzz\.'

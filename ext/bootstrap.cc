@@ -18,6 +18,7 @@
 
 #include "capture.h"
 #include "delivery.h"
+#include "drift.h"
 
 namespace cdc {
 
@@ -146,6 +147,13 @@ Status WriteRows(sqlite3* db, const std::vector<std::string>& cols, const std::s
 
 }  // namespace
 
+Status ForgetBootstrapState(sqlite3* db, const std::string& table) {
+  bool state = false;
+  CDC_RETURN_IF_ERROR(TableExists(db, "__cdc_bootstrap", &state));
+  if (!state) return Status();
+  return Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(table));
+}
+
 Status EnsureStateTable(sqlite3* db, size_t nkey) {
   CDC_RETURN_IF_ERROR(Exec(db, "CREATE TABLE IF NOT EXISTS main.__cdc_bootstrap(tbl TEXT PRIMARY KEY, reason TEXT, k0)"));
   CDC_RETURN_IF_ERROR(EnsureColumn(db, "__cdc_bootstrap", "reason", "TEXT"));  // made by an older version
@@ -189,12 +197,7 @@ Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t 
 
   if (chunk <= 0) {  // everything at once
     // A full bootstrap supersedes a chunked one in progress.
-    int64_t has_state = 0;
-    CDC_RETURN_IF_ERROR(QueryInt(
-        db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_bootstrap'", &has_state));
-    if (has_state) {
-      CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(t.name)));
-    }
+    CDC_RETURN_IF_ERROR(ForgetBootstrapState(db, t.name));
     CDC_RETURN_IF_ERROR(WriteMarker(db, kOpBootstrap, cap.shape, reason));
     CDC_RETURN_IF_ERROR(WriteRows(db, cols, "FROM main." + Ident(t.name), {}, cap.shape, width, copy_ok, written));
     return sp.Release();

@@ -415,12 +415,7 @@ Status TeardownTable(sqlite3* db, const char* fn, const std::string& table) {
   CDC_RETURN_IF_ERROR(DropTriggers(db, tid, true));
   // Forget an unfinished chunked bootstrap: after a new cdc_setup, the next
   // cdc_bootstrap(table, n) must start over with its marker, not resume.
-  int64_t has_state = 0;
-  CDC_RETURN_IF_ERROR(QueryInt(
-      db, "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = '__cdc_bootstrap'", &has_state));
-  if (has_state) {
-    CDC_RETURN_IF_ERROR(Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(name)));
-  }
+  CDC_RETURN_IF_ERROR(ForgetBootstrapState(db, name));
   return Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(tid));
 }
 

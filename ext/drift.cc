@@ -59,14 +59,6 @@ std::string TriggerPrefix(int64_t tid) { return "__cdc_" + std::to_string(tid) +
 
 Status SchemaVersion(sqlite3* db, int64_t* v) { return QueryInt(db, "PRAGMA main.schema_version", v); }
 
-// Forgets a resync of `table` in progress, if any.
-Status ForgetResync(sqlite3* db, const std::string& table) {
-  bool state = false;
-  CDC_RETURN_IF_ERROR(TableExists(db, "__cdc_bootstrap", &state));
-  if (!state) return Status();
-  return Exec(db, "DELETE FROM main.__cdc_bootstrap WHERE tbl = " + Literal(table));
-}
-
 // Classifies one captured table whose entry is in `c` (id, shape, name,
 // columns filled in); `sig`/`width`: what cdc_setup recorded (0: unknown).
 Status Classify(sqlite3* db, int64_t sig, int64_t width, CapturedTable* c) {
@@ -154,12 +146,12 @@ Status Heal(sqlite3* db, const char* fn, const CapturedTable& c) {
     case Drift::kDropped: {
       CDC_RETURN_IF_ERROR(WriteMarker(db, kOpDrop, c.shape, "dropped"));
       CDC_RETURN_IF_ERROR(DropTriggers(db, c.id, false));  // (no DROP TABLE in a reader)
-      CDC_RETURN_IF_ERROR(ForgetResync(db, c.name));
+      CDC_RETURN_IF_ERROR(ForgetBootstrapState(db, c.name));
       return Exec(db, "DELETE FROM main.__cdc_tables WHERE id = " + std::to_string(c.id));
     }
     case Drift::kRenamed: {
       CDC_RETURN_IF_ERROR(WriteMarker(db, kOpDrop, c.shape, "renamed to " + c.renamed_to));
-      CDC_RETURN_IF_ERROR(ForgetResync(db, c.name));
+      CDC_RETURN_IF_ERROR(ForgetBootstrapState(db, c.name));
       // SetupTable replaces the triggers of the old entry and drops it.
       CDC_RETURN_IF_ERROR(SetupTable(db, fn, c.renamed_to, true));
       if (c.policy_error) {
@@ -360,7 +352,7 @@ void ForgetConnection(sqlite3* db) {
 }
 
 Status StartResync(sqlite3* db, const char* fn, const std::string& table, const std::string& reason) {
-  CDC_RETURN_IF_ERROR(ForgetResync(db, table));
+  CDC_RETURN_IF_ERROR(ForgetBootstrapState(db, table));
   int64_t written = 0;
   CDC_RETURN_IF_ERROR(Bootstrap(db, fn, table, kResyncChunk, reason, &written));
   if (written < kResyncChunk) {  // the whole table in one chunk: complete

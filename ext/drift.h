@@ -66,6 +66,8 @@ Status StartResync(sqlite3* db, const char* fn, const std::string& table, const 
 Status Bootstrap(sqlite3* db, const char* fn, const std::string& table, int64_t chunk,
                  const std::string& reason, int64_t* written);
 Status WriteMarker(sqlite3* db, int op, int64_t shape, const std::string& reason);
+// Forgets a chunked bootstrap or resync of `table` in progress, if any.
+Status ForgetBootstrapState(sqlite3* db, const std::string& table);
 // Creates or widens __cdc_bootstrap(tbl, reason, k0..k<nkey-1>).
 Status EnsureStateTable(sqlite3* db, size_t nkey);
 

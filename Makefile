@@ -43,7 +43,7 @@ demo: deps-demo
 	@cmake --build $(BUILD) -j $(JOBS) --target cdc
 	@sql/demo.sh $(BUILD)/cdc
 
-# Packages, into $(DIST) (see README "Packages"): a wheel built offline with
+# Packages, into $(DIST) (see docs/install.md, "Packages"): a wheel built offline with
 # Debian's Python tooling, an npm tarball (npm pack), a Debian package (CPack).
 # Each needs cdc.so (and cdc-stream) only, not the test suite.
 DIST ?= $(BUILD)/dist
@@ -91,7 +91,7 @@ test-sqlite-latest: deps-test
 	@cmake --build $(LATEST) -j $(JOBS)
 	cd $(LATEST) && ctest --output-on-failure -j $(JOBS) -E '^(fuzz|soak)\.'
 
-# Installs into $(PREFIX) (DESTDIR honoured): see README "Install".
+# Installs into $(PREFIX) (DESTDIR honoured): see docs/install.md, "Install".
 # Builds what is installed only (the extension and cdc-stream).
 PREFIX ?= /usr/local
 install: deps-demo

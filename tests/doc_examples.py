@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Runs the README's SQL examples through the real sqlite3 shell.
+"""Runs a Markdown page's SQL examples through the real sqlite3 shell.
 
-usage: doc_examples.py SQLITE3_SHELL EXTENSION README.md
+usage: doc_examples.py SQLITE3_SHELL EXTENSION PAGE.md [--may-have-none]
+
+README.md and each docs/*.md page are run on their own (ctest docs.*).
+With --may-have-none a page without examples passes (pages of figures or
+prose); without it, a page with no example is an error.
 
 Every fenced block whose info string is `sql` is an example: lines starting
 with `--> ` are the output the example promises, all other lines are input.
@@ -17,9 +21,15 @@ import sys
 import tempfile
 
 shell, ext, readme = sys.argv[1:4]
+may_have_none = sys.argv[4:] == ["--may-have-none"]
+if sys.argv[4:] and not may_have_none:
+    sys.exit(__doc__)
 text = open(readme, encoding="utf-8").read()
 blocks = re.findall(r"^```sql\n(.*?)^```", text, flags=re.S | re.M)
 if not blocks:
+    if may_have_none:
+        print("no ```sql examples in " + readme)
+        sys.exit(0)
     sys.exit("no ```sql examples in " + readme)
 
 MARK = "@@block@@"
@@ -69,7 +79,7 @@ for i, (b, exp) in enumerate(zip(blocks, expected)):
     have = norm(outs[i]) if i < len(outs) else ["<no output>"]
     if norm(exp) != have:
         failed += 1
-        print("README example %d differs:\n--- example\n%s--- promised\n%s\n--- real\n%s\n" %
-              (i + 1, b, "\n".join(norm(exp)), "\n".join(have)))
+        print("%s example %d differs:\n--- example\n%s--- promised\n%s\n--- real\n%s\n" %
+              (os.path.basename(readme), i + 1, b, "\n".join(norm(exp)), "\n".join(have)))
 print("%d passed, %d failed" % (len(blocks) - failed, failed))
 sys.exit(1 if failed else 0)

@@ -46,7 +46,7 @@ def connect(ext, path, load=True):
 
 
 def serve_in_thread(ext, path, fn, options=None, setup=None, daemon=False):
-    """The README recipe: a thread with a connection of its own blocks in
+    """The recipe of docs/recipes.md: a thread with a connection of its own blocks in
     cdc_serve, which calls `fn` (registered on that connection) per batch.
     Returns (thread, outcome dict: 'result' or 'error', and 'db')."""
     outcome = {}

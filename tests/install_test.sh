@@ -37,7 +37,7 @@ echo "$line"
 case $line in *'"op":"INSERT"'*'"after":{"x":42}'*) ;; *) echo "unexpected: $line"; exit 1 ;; esac
 
 # A C listener built against the installed header, loading the installed
-# extension (the README's "C callback" recipe).
+# extension (the "C callback" recipe of docs/recipes.md).
 test -f "$root/include/sqlite-cdc/cdc.h"
 cat >"$work/listen.c" <<'C'
 #include <sqlite3.h>

@@ -463,7 +463,7 @@ size_t Batches(SqlFnState& s) {
 }
 
 // cdc_serve(consumer, 'on_changes' [, options]) on a connection and thread
-// of its own (the README recipe). `result` is its value, or "error: ...".
+// of its own (the recipe of docs/recipes.md). `result` is its value, or "error: ...".
 struct Server {
   std::thread thread;
   std::string result;

@@ -105,7 +105,7 @@ test('push delivery: cdc_serve in a worker thread while the main thread writes',
   // into the connection); cdc_serve runs it on the caller's thread.
   db.function('on_batch', () => 1);
   assert.throws(() => db.prepare("SELECT cdc_listen('node', 'on_batch')").get(), /cdc_serve/);
-  // The README recipe: a worker with a connection of its own blocks in
+  // The recipe of docs/recipes.md: a worker with a connection of its own blocks in
   // cdc_serve and posts each batch to the main thread.
   const { Worker } = require('node:worker_threads');
   const worker = new Worker(`

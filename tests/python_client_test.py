@@ -98,7 +98,7 @@ class PythonClient(unittest.TestCase):
             self.db.execute("SELECT cdc_setup('missing')").fetchone()
         self.assertEqual(self.db.execute("SELECT 1").fetchone()[0], 1)  # still usable
 
-    # README "Limits", pinned: what plain triggers see and what they cannot.
+    # docs/limits.md, pinned: what plain triggers see and what they cannot.
     def test_limits_of_trigger_capture(self):
         def count():
             return self.db.execute("SELECT count(*) FROM cdc_changes('py')").fetchone()[0]
@@ -164,7 +164,7 @@ db.execute("INSERT INTO items(name) VALUES('late')")
         self.assertEqual([e["after"]["name"] for e in self.poll()], ["late"])
 
     def serve(self, fn, options=None):
-        """The README recipe: cdc_serve on a connection and thread of its own."""
+        """The recipe of docs/recipes.md: cdc_serve on a connection and thread of its own."""
         box = {}
 
         def run():

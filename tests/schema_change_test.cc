@@ -243,7 +243,7 @@ INSTANTIATE_TEST_SUITE_P(Patterns, SchemaChange,
                                   (std::get<1>(info.param) ? "_Legacy" : "");
                          });
 
-// The README's recipe: ALTER and cdc_setup in one transaction. Nothing else
+// The recipe of docs/schema-changes.md: ALTER and cdc_setup in one transaction. Nothing else
 // could write in between, so there is nothing to resync.
 TEST(SchemaChangeRecipe, AlterAndSetupInOneTransactionNeedNoResync) {
   TempDir tmp;
@@ -409,7 +409,7 @@ TEST(SchemaChangeHealing, LargeTableResyncsInChunks) {
 
 // Legacy ALTER TABLE RENAME does not rewrite trigger bodies. A table
 // without extra UNIQUE constraints keeps working untouched; with one, the
-// REPLACE staging triggers name the old table (see README "Schema changes").
+// REPLACE staging triggers name the old table (see docs/schema-changes.md).
 TEST(SchemaChangeHealing, LegacyRenameKeepsWritesWorking) {
   TempDir tmp;
   const std::string path = tmp.File("t.db");

@@ -132,7 +132,7 @@ TEST(LengthLimit, UpdateLongerThanTheLogRow) {
 // One image per log row holds what the user's row holds plus ts, shape, op
 // (about 11 bytes), the rowid when it is a column (up to 9) and a byte per
 // log column the table does not fill: a row that much under the limit is
-// captured (README "When capture can fail a write").
+// captured (docs/reliability.md, "When capture can fail a write").
 TEST(LengthLimit, RowNearTheLimit) {
   TempDir tmp;
   Db db(tmp.File("t.db"));
@@ -154,7 +154,7 @@ TEST(LengthLimit, RowNearTheLimit) {
 
 // The known gap, pinned so that it is noticed when closed: a row within those
 // few bytes of the limit is stored without capture and refused with it
-// (README "When capture can fail a write").
+// (docs/reliability.md, "When capture can fail a write").
 TEST(LengthLimit, KnownGapAFewBytesUnderTheLimit) {
   TempDir tmp;
   Db db(tmp.File("t.db"));
@@ -242,7 +242,7 @@ TEST(Acks, PruneInChunks) {
 }
 
 // cdc_status says the journal mode: in rollback-journal modes readers keep
-// writers from committing (README, cdc_listen).
+// writers from committing (docs/reference.md, cdc_listen).
 TEST(Acks, StatusShowsTheJournalMode) {
   TempDir tmp;
   Db db(tmp.File("t.db"));
@@ -251,7 +251,7 @@ TEST(Acks, StatusShowsTheJournalMode) {
   EXPECT_EQ(db.One("SELECT json_extract(cdc_status(), '$.journal_mode')"), "wal");
 }
 
-// --- README "When capture can fail a write": each case fails exactly as the
+// --- docs/reliability.md, "When capture can fail a write": each case fails exactly as the
 // same statement without capture, or is the known exception it names ---------
 
 // Database full: the log's rows take pages too, so a captured write reaches

@@ -251,7 +251,7 @@ Options ParseArgs(int argc, char** argv) {
   }
   o.sink.debezium = o.format == "debezium";
   // JetStream: a batch waits for its last PubAck before the next one is
-  // read, so larger batches keep the publish window fuller (README figures).
+  // read, so larger batches keep the publish window fuller (figures in docs/streaming.md).
   if (o.batch == 0) o.batch = u.compare(0, 7, "nats://") == 0 ? 1024 : 256;
   return o;
 }

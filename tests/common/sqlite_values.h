@@ -13,7 +13,7 @@
 namespace cdcjson {
 
 // TEXT as events carry it: JSON cannot hold bytes that are not UTF-8, so the
-// extension writes U+FFFD for each such byte (README, "Decisions"). Table
+// extension writes U+FFFD for each such byte (docs/design-decisions.md). Table
 // values are compared with replayed events in that form.
 inline std::string AsEventText(const std::string& s) {
   std::string out;

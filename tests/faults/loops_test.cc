@@ -30,7 +30,7 @@ const Op& Find(const std::string& name) {
   abort();
 }
 
-// One line per loop for the README figures (CDC_FAULTS_REPORT=file appends).
+// One line per loop for the figures of docs/reliability.md (CDC_FAULTS_REPORT=file appends).
 void Report(const Op& op, const Fault& f, const LoopStats& s) {
   char line[256];
   snprintf(line, sizeof line, "loop %s %s points=%lld attempts=%lld failed=%lld %s\n", op.name.c_str(),

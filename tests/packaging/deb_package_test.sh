@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # deb_package_test.sh BUILD_DIR
 # Builds the Debian package (packaging/deb.sh), installs it into this machine
-# with `apt-get install ./sqlite-cdc_….deb`, builds and runs the README's C
-# example against the installed files only (header and extension path from
+# with `apt-get install ./sqlite-cdc_….deb`, builds and runs the C example
+# of docs/c-api.md against the installed files only (header and extension path from
 # pkg-config), then removes it again (dpkg --purge, a fraction of
 # apt-get's time) and checks nothing is left.
 # It changes the machine, so: root only, never when a sqlite-cdc package is
@@ -45,8 +45,8 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o
 dpkg -L sqlite-cdc | grep -E '/(cdc\.so|cdc-stream|cdc\.h|sqlite-cdc\.pc)$'
 echo "built and installed in ${SECONDS} s"
 
-# The README's C example (the first ```c block that calls cdc_listen, in
-# README.md or docs/), loading the installed extension instead of ./build/cdc.
+# The C example of docs/c-api.md (the first ```c block that calls cdc_listen,
+# in README.md or docs/), loading the installed extension instead of ./build/cdc.
 ext=$(pkg-config --variable=extension sqlite-cdc)
 [ -f "$ext.so" ] || { echo "pkg-config's extension $ext.so does not exist"; exit 1; }
 for md in "$src/README.md" "$src"/docs/*.md; do
@@ -60,7 +60,7 @@ done
 grep -q '"./build/cdc"' "$work/app.c" || { echo "the C example no longer loads \"./build/cdc\": update this test"; exit 1; }
 sed -i "s|\"./build/cdc\"|\"$ext\"|" "$work/app.c"
 cd "$work"
-# As the README says to build it against an installed copy.
+# As docs/recipes.md ("A C callback") says to build it against an installed copy.
 cc app.c $(pkg-config --cflags sqlite-cdc sqlite3) -lsqlite3 -o app
 
 # A database with a captured table and a row; the example prints every change

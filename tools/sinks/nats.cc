@@ -19,7 +19,7 @@
 // After an error no further message of the batch is published, which keeps
 // the stored order that of the ids except when a stream leader change makes
 // one message fail while the next, published before the error came back,
-// succeeds (README "Streaming to other systems").
+// succeeds (docs/streaming.md).
 #include "sink.h"
 
 #ifdef CDC_HAVE_NATS

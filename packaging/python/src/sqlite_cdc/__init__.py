@@ -60,7 +60,7 @@ def load(conn: sqlite3.Connection) -> None:
 
 @dataclass(frozen=True)
 class Change:
-    """One captured change (the README's "Events").
+    """One captured change (the events of docs/reference.md, cdc_poll).
 
     ``op`` is INSERT, UPDATE, DELETE or BOOTSTRAP; ``before``/``after`` are the
     row images (column name to value; a BLOB is ``{"$blob": "<hex>"}``) or

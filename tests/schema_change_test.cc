@@ -126,12 +126,6 @@ pid_t SpawnWriter(const std::string& path, int count, int pause_ms, const std::s
   return pid;
 }
 
-int WaitExit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 struct Pattern {
   const char* name;
   const char* migration;   // run by a connection without the extension
@@ -204,7 +198,9 @@ TEST_P(SchemaChange, ConsumersConvergeWithExactlyTheResyncsNeeded) {
       EXPECT_EQ(r->tables[t], Replica::Actual(mig, t));
     }
     for (auto& [name, rows] : r->tables) {
-      if (name != t) EXPECT_TRUE(rows.empty()) << name << " left in a replica";
+      if (name != t) {
+        EXPECT_TRUE(rows.empty()) << name << " left in a replica";
+      }
     }
   }
   // Capture goes on (or ended, for a dropped table) as cdc_status says.

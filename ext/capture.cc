@@ -82,7 +82,7 @@ std::string LogChunks(const std::vector<std::string>& vals, size_t start, size_t
 // No log row holds values of both images of an UPDATE. SQLite refuses a
 // record larger than SQLITE_LIMIT_LENGTH ("string or blob too big"): the
 // user's row fits it, so a log row holding one image of that row does too (up
-// to the few bytes of ts, shape, op and padding, see README "When capture can
+// to the few bytes of ts, shape, op and padding, see docs/reliability.md "When capture can
 // fail a write"), but a row holding both can be twice as large. Choosing the
 // layout by size at run time costs more than the second row: a guard
 // statement (sum of the text and blob lengths, INSERT ... SELECT ... WHERE)

@@ -5,7 +5,7 @@
 //
 // Registers every SQL function and module from the static tables below and
 // reports which one failed. The functions themselves live beside this file,
-// one concern per file (capture.cc, ...). See README.md for the reference.
+// one concern per file (capture.cc, ...). The reference is docs/reference.md.
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
 

@@ -245,7 +245,7 @@ void SqlListen(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         "cdc_listen: an SQL-function callback is called by cdc_serve, not cdc_listen: run SELECT cdc_serve(" +
         NameInMessage(l->name) + ", " + NameInMessage(ArgTextOr(argv[1])) +
         ") on a connection of its own, in a thread of its own (a background thread calling into this "
-        "connection deadlocks hosts with a global lock such as Python's GIL; README \"Push delivery\")"));
+        "connection deadlocks hosts with a global lock such as Python's GIL; docs/recipes.md, \"Push delivery\")"));
   } else {
     return ResultError(ctx, Status::Error(
         "cdc_listen: callback must be a cdc_callback pointer bound with "

@@ -25,7 +25,7 @@ const char kCallback[] =
 const char kUseServe[] =
     "cdc_listen: an SQL-function callback is called by cdc_serve, not cdc_listen: run SELECT cdc_serve('c', "
     "'on_batch') on a connection of its own, in a thread of its own (a background thread calling into this "
-    "connection deadlocks hosts with a global lock such as Python's GIL; README \"Push delivery\")";
+    "connection deadlocks hosts with a global lock such as Python's GIL; docs/recipes.md, \"Push delivery\")";
 
 std::string Opt(const char* name, const char* range) {
   return std::string("cdc_serve: option \"") + name + "\" must be an integer from " + range;

@@ -552,8 +552,8 @@ TEST(ListenerSql, ListenRefusesAFunctionNameAndServeNeedsNoSerializedConnection)
   EXPECT_EQ(db.Error("SELECT cdc_listen('c', 'abs')"),
             "cdc_listen: an SQL-function callback is called by cdc_serve, not cdc_listen: run SELECT "
             "cdc_serve('c', 'abs') on a connection of its own, in a thread of its own (a background thread "
-            "calling into this connection deadlocks hosts with a global lock such as Python's GIL; README "
-            "\"Push delivery\")");
+            "calling into this connection deadlocks hosts with a global lock such as Python's GIL; "
+            "docs/recipes.md, \"Push delivery\")");
   // cdc_serve calls the function on its caller's thread: any threading mode.
   SqlFnState s;
   s.unlisten_inside = true;

@@ -181,6 +181,35 @@ void InstallConstantRowTriggers(Db& db, const std::string& table) {
   db.Exec(sql);
 }
 
+void InstallValuesOnlyTriggers(Db& db, const std::string& table, int ncols, bool clock) {
+  const auto cols = ColumnNames(ncols);
+  const std::string q = "\"" + table + "\"";
+  std::string sql = "CREATE TABLE IF NOT EXISTS values_log(id INTEGER PRIMARY KEY, op INTEGER";
+  if (clock) sql += ", ts INTEGER";
+  for (int i = 0; i < 2 * ncols; i++) sql += ", v" + std::to_string(i);
+  sql += ");\n";
+  auto trig = [&](const char* op, int code, const std::vector<std::string>& prefixes) {
+    std::string names = "op", vals = std::to_string(code);
+    if (clock) {
+      names += ",ts";
+      vals += ",CAST((julianday()-2440587.5)*86400000 AS INTEGER)";
+    }
+    int k = 0;
+    for (auto& p : prefixes) {
+      for (auto& c : cols) {
+        names += ",v" + std::to_string(k++);
+        vals += "," + p + "\"" + c + "\"";
+      }
+    }
+    return "CREATE TRIGGER " + table + "__values_" + op + " AFTER " + op + " ON " + q +
+           " BEGIN INSERT INTO values_log(" + names + ") VALUES(" + vals + "); END;\n";
+  };
+  sql += trig("INSERT", 1, {"NEW."});
+  sql += trig("UPDATE", 2, {"OLD.", "NEW."});
+  sql += trig("DELETE", 3, {"OLD."});
+  db.Exec(sql);
+}
+
 int64_t LastEventId(const char* json, int64_t* count) {
   int64_t last = 0, n = 0;
   for (const char* q = json; (q = std::strstr(q, "{\"id\":")) != nullptr;) {

@@ -81,6 +81,17 @@ void InstallPeerStyle(Db& db, const std::string& table, int ncols);
 // ratio to no capture bounds from above what a row-writing trigger can reach.
 void InstallConstantRowTriggers(Db& db, const std::string& table);
 
+// The least a lossless trigger can do: one log row holding exactly the row's
+// values and an op code, nothing else (no clock, no table or shape id, no
+// function call). An INSERT writes NEW.* into v0.., a DELETE OLD.*, an UPDATE
+// OLD.* then NEW.* in the same row; the log has 2 * ncols value columns.
+// With `clock`, each row also gets the millisecond timestamp our triggers
+// write (kNowMs in ext/schema.cc): the least a lossless trigger that keeps
+// DESIGN §3's per-event ts can do. Any SQL function in a trigger makes
+// SQLite open a statement journal for each UPDATE and DELETE inside a
+// transaction (README, Performance): this variant shows that cost alone.
+void InstallValuesOnlyTriggers(Db& db, const std::string& table, int ncols, bool clock = false);
+
 inline double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }

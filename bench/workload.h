@@ -2,6 +2,7 @@
 // capture_bench.cc side by side, and by trigger_cost.cc alone for callgrind).
 #pragma once
 
+#include <ctime>
 #include <memory>
 #include <string>
 
@@ -12,9 +13,19 @@ namespace cdcbench {
 
 using Clock = std::chrono::steady_clock;
 
+// CPU time of the calling thread (time spent waiting for a CPU on a loaded
+// machine is not in it, unlike wall time).
+inline double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 // kFloor: constant-row triggers (bench_util.h, InstallConstantRowTriggers).
+// kValues: values-only triggers (bench_util.h, InstallValuesOnlyTriggers);
+// kClock: the same plus our millisecond timestamp.
 // kSql: no capture, then the statements of a file (experimental triggers).
-enum Variant { kNone = 0, kOurs = 1, kPeer = 2, kFloor = 3, kVariants = 4, kSql = 5 };
+enum Variant { kNone = 0, kOurs = 1, kPeer = 2, kFloor = 3, kValues = 4, kClock = 5, kVariants = 6, kSql = 7 };
 
 constexpr int kTxRows = 1000;
 constexpr int kAutoRows = 250;
@@ -46,6 +57,7 @@ struct Side {
     if (v == kOurs) db.Exec("SELECT cdc_setup('t')");
     if (v == kPeer) InstallPeerStyle(db, "t", ncols);
     if (v == kFloor) InstallConstantRowTriggers(db, "t");
+    if (v == kValues || v == kClock) InstallValuesOnlyTriggers(db, "t", ncols, v == kClock);
     if (!extra_sql.empty()) db.Exec(extra_sql);
     db.Exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
@@ -70,8 +82,10 @@ struct Side {
     commit->Run();
   }
   // Deletes n rows by key (the same walk), then puts them back untimed.
-  double DeleteRows(int n) {
+  // Returns the wall time; adds the CPU time to *cpu.
+  double DeleteRows(int n, double* cpu) {
     int64_t first = walk;
+    const double c0 = ThreadCpuSeconds();
     auto t0 = Clock::now();
     begin->Run();
     for (int i = 0; i < n; i++) {
@@ -80,6 +94,7 @@ struct Side {
     }
     commit->Run();
     auto t1 = Clock::now();
+    *cpu += ThreadCpuSeconds() - c0;
 #ifdef CDC_BENCH_CALLGRIND
     CALLGRIND_STOP_INSTRUMENTATION;
 #endif
@@ -109,9 +124,13 @@ struct Side {
   int64_t update_pos = 0;
 };
 
-// Runs one batch of `op` on `s`; returns the timed seconds and the rows done.
-inline double RunBatch(CaptureOp op, Side& s, int* rows) {
+// Runs one batch of `op` on `s`; returns the timed seconds and the rows done,
+// and adds the thread's CPU time over the same span to *cpu when given.
+inline double RunBatch(CaptureOp op, Side& s, int* rows, double* cpu = nullptr) {
   Clock::time_point t0, t1;
+  double ignored = 0;
+  if (!cpu) cpu = &ignored;
+  const double c0 = ThreadCpuSeconds();
   switch (op) {
     case CaptureOp::kInsertTx:
       t0 = Clock::now();
@@ -127,7 +146,7 @@ inline double RunBatch(CaptureOp op, Side& s, int* rows) {
       break;
     case CaptureOp::kDeleteTx:
       *rows = kTxRows;
-      return s.DeleteRows(kTxRows);
+      return s.DeleteRows(kTxRows, cpu);
     case CaptureOp::kInsertAuto:
       t0 = Clock::now();
       for (int i = 0; i < kAutoRows; i++) s.InsertOne();
@@ -135,6 +154,7 @@ inline double RunBatch(CaptureOp op, Side& s, int* rows) {
       *rows = kAutoRows;
       break;
   }
+  *cpu += ThreadCpuSeconds() - c0;
   return Seconds(t0, t1);
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/clients/client_test.sh go|rust TOOL SOURCE BUILD EXTENSION SQLITE3_SHELL
+# tests/clients/client_test.sh go|rust TOOL SOURCE BUILD EXTENSION SQLITE3_SHELL [CACHE]
 #
 # ctest's client.go and client.rust: builds the program in SOURCE
 # (tests/clients/go or tests/clients/rust) into BUILD with TOOL (go or
@@ -8,14 +8,19 @@
 # (ctest: skipped) when the toolchain or the driver's sources are missing;
 # `tools/deps.sh test` installs them, so CI does not skip.
 #
+# CACHE (default BUILD) holds the compilers' caches: Go's build cache and
+# cargo's target directory. The Makefile's sanitizer and newest-SQLite build
+# dirs share build/'s (-DCDC_CLIENTS_CACHE), so the dependencies (cgo,
+# rusqlite, serde_json) compile once per checkout; both tools lock their caches.
+#
 # Sanitizer builds set LD_PRELOAD= and CDC_HOST_PRELOAD=<runtime>: the build
 # runs without the runtime, the program (the host that loads cdc.so) with it.
 set -euo pipefail
-lang=$1 tool=$2 src=$3 out=$4 ext=$5 shell=$6
+lang=$1 tool=$2 src=$3 out=$4 ext=$5 shell=$6 cache=${7:-$4}
 
 skip() { echo "client.$lang: skipped: $*" >&2; exit 77; }
 [ -x "$tool" ] || skip "no toolchain ($tool); tools/deps.sh test installs it"
-mkdir -p "$out"
+mkdir -p "$out" "$cache"
 start=$(date +%s%N)
 case $lang in
   go)
@@ -26,7 +31,7 @@ case $lang in
     [ -d $gocode/src/github.com/mattn/go-sqlite3 ] ||
       skip "no $gocode/src/github.com/mattn/go-sqlite3 (golang-github-mattn-go-sqlite3-dev)"
     bin=$out/cdc_client_go
-    (cd "$src" && GO111MODULE=off GOPATH=$out/gopath:$gocode GOCACHE=$out/cache \
+    (cd "$src" && GO111MODULE=off GOPATH=$out/gopath:$gocode GOCACHE=$cache/go-cache \
        GOFLAGS= CGO_ENABLED=1 "$tool" build -tags libsqlite3 -o "$bin" .)
     ;;
   rust)
@@ -50,11 +55,12 @@ CONF
     # The rustc beside this cargo (Debian's), whatever else PATH holds.
     rustc=$(dirname "$tool")/rustc
     [ -x "$rustc" ] || rustc=rustc
-    CARGO_HOME=$out/cargo-home CARGO_TARGET_DIR=$out/target RUSTC=$rustc CARGO_INCREMENTAL=0 \
+    CARGO_HOME=$out/cargo-home CARGO_TARGET_DIR=$cache/rust-target RUSTC=$rustc CARGO_INCREMENTAL=0 \
       "$tool" build --quiet --offline --manifest-path "$out/project/Cargo.toml"
-    bin=$out/target/debug/cdc_client_rust
+    bin=$out/cdc_client_rust
+    cp "$cache/rust-target/debug/cdc_client_rust" "$bin"
     ;;
-  *) echo "usage: client_test.sh go|rust TOOL SOURCE BUILD EXTENSION SQLITE3_SHELL" >&2; exit 2 ;;
+  *) echo "usage: client_test.sh go|rust TOOL SOURCE BUILD EXTENSION SQLITE3_SHELL [CACHE]" >&2; exit 2 ;;
 esac
 echo "client.$lang: built $bin in $(( ($(date +%s%N) - start) / 1000000 )) ms"
 

@@ -144,7 +144,6 @@ func main() {
 	// Another process (the sqlite3 shell, without the extension) commits
 	// while this connection blocks in cdc_wait.
 	writer := exec.Command(shell, path)
-	writer.Stdin = nil
 	writer.Args = append(writer.Args, ".timeout 10000", "INSERT INTO items(id, name, price) VALUES(3, 'from the shell', -2.5)")
 	writer.Stderr = os.Stderr
 	check(writer.Start(), "starting "+shell)

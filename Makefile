@@ -87,7 +87,7 @@ LATEST ?= build-sqlite-latest
 SQLITE_LATEST_PKG ?= better-sqlite3@12
 test-sqlite-latest: deps-test
 	@tools/fetch_sqlite_amalgamation.sh $(LATEST)/npm $(SQLITE_LATEST_PKG) | sed 's/^/SQLite amalgamation: /'
-	@cmake -S . -B $(LATEST) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SQLITE_AMALGAMATION=$(CURDIR)/$(LATEST)/npm/sqlite3 $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(LATEST) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SQLITE_AMALGAMATION=$(CURDIR)/$(LATEST)/npm/sqlite3 $(CLIENTS_CACHE) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(LATEST) -j $(JOBS)
 	cd $(LATEST) && ctest --output-on-failure -j $(JOBS) -E '^(fuzz|soak)\.'
 
@@ -162,8 +162,10 @@ ASAN_SKIP = '^fuzz\.'
 # ("Tracer caught signal 11") scanning a thread_local block of a dlclosed
 # cdc.so; the extension has no TLS since (readelf -l build/cdc.so).
 SAN_LEAKS ?= 1
+# client.go and client.rust compile their drivers once: every build dir uses $(BUILD)'s caches.
+CLIENTS_CACHE = -DCDC_CLIENTS_CACHE=$(CURDIR)/$(BUILD)/clients
 define san_build
-	@cmake -S . -B $(1) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=$(2) >/dev/null
+	@cmake -S . -B $(1) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCDC_SANITIZE=$(2) $(CLIENTS_CACHE) >/dev/null
 	@cmake --build $(1) -j $(JOBS)
 	cd $(1) && CDC_CHILD_PRELOAD=$(SAN_PRELOAD_$(2)) ASAN_OPTIONS=detect_leaks=$(SAN_LEAKS) TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  ctest --output-on-failure -j $(JOBS) -E $(3)

@@ -18,6 +18,9 @@ python=(python3 python3-build python3-wheel python3-setuptools python3-venv)
 # What CPack runs to compute the Depends of make deb: dpkg-shlibdeps, and
 # file (it finds the binaries to hand to dpkg-shlibdeps).
 deb=(dpkg-dev file)
+# The Go and Rust client tests (client.go, client.rust): Debian's toolchains
+# and the drivers' packaged sources, built offline (no module proxy, no crates.io).
+clients=(golang-go golang-github-mattn-go-sqlite3-dev cargo librust-rusqlite-dev librust-serde-json-dev)
 # Machines of this kind ship Node.js with npm; Debian's npm is the fallback.
 npm=()
 command -v npm >/dev/null 2>&1 || npm=(npm)
@@ -32,11 +35,12 @@ for set_ in "$@"; do
       # sanitizer/fuzzer runtime (fuzz smoke runs), Debian's python3 (client,
       # docs and stream tests), npm (the newest-SQLite run fetches an
       # amalgamation from the npm registry; the Node tests build
-      # better-sqlite3), and what the package tests use.
+      # better-sqlite3), Go and Rust with their SQLite drivers (client
+      # tests), and what the package tests use.
       # cdc-stream's sinks and the servers their tests run on 127.0.0.1.
       pkgs+=(build-essential libgtest-dev libbenchmark-dev clang libclang-rt-14-dev
              libcurl4-openssl-dev libnats-dev libhiredis-dev nats-server redis-server
-             "${python[@]}" "${deb[@]}" "${npm[@]}")
+             "${clients[@]}" "${python[@]}" "${deb[@]}" "${npm[@]}")
       ;;
     *) echo "usage: tools/deps.sh [demo|python|npm|deb|test]..." >&2; exit 2 ;;
   esac

@@ -216,6 +216,36 @@ TEST(Values, NumbersAtEveryDigitCountAsText) {
   }
 }
 
+// Every ASCII byte (and a two-, three- and four-byte UTF-8 character) at
+// every position of strings up to 19 bytes comes back as the same string:
+// json.cc scans 8 bytes at a time for bytes to escape, so each has to be
+// found wherever it sits in a word.
+TEST(Values, EveryCharacterAtEveryOffsetRoundTrips) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE t(v); SELECT cdc_setup('t'), cdc_consumer_add('audit')");
+  std::vector<std::string> texts;
+  std::vector<std::string> chars = {"\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80"};
+  for (int b = 0; b < 0x80; b++) chars.push_back(std::string(1, static_cast<char>(b)));
+  for (const std::string& c : chars) {
+    for (size_t len : {1, 7, 8, 9, 16, 19}) {
+      for (size_t at = 0; at + c.size() <= len; at++) {
+        std::string t(len, 'a');
+        t.replace(at, c.size(), c);
+        texts.push_back(t);
+      }
+    }
+  }
+  db.Exec("BEGIN");
+  for (const std::string& t : texts) Insert(db, "t", {Cell::Text(t)});
+  db.Exec("COMMIT");
+  auto evs = cdctest::ParseEvents(PollText(db));
+  ASSERT_EQ(evs.size(), texts.size());
+  for (size_t i = 0; i < texts.size(); i++) {
+    ASSERT_EQ(evs[i].after["v"].s, texts[i]) << "text " << i;
+  }
+}
+
 // A REAL -0.0 in an untyped column keeps its sign.
 TEST(Values, NegativeZero) {
   TempDir tmp;

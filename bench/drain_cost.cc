@@ -2,15 +2,21 @@
 //
 //   cdc_drain_cost MODE N
 //     MODE  poll    cdc_poll(c, 1000) + cdc_ack(c, last id) until empty
+//           poll_noid          the same, acking with cdc_ack(c)
+//           poll_batch         the same, acking with cdc_ack(c, the batch)
+//           poll_json_extract  the same, acking with
+//                              cdc_ack(c, json_extract(batch, '$[#-1].id'))
 //           listen  cdc_listen with a C callback, batch 1000, until the
 //                   consumer's position reaches the newest event
 //     N     backlog size (INSERTs on the 6-column benchmark table)
+//     LIMIT (poll modes) cdc_poll's limit, 1000 unless given
 //
 // Under callgrind, run with --instr-atstart=no: only the drain is
 // instrumented, so "Collected" / N is the read side's instructions per event:
 //   valgrind --tool=callgrind --instr-atstart=no build-bench/bench/cdc_drain_cost listen 100000
 #include <valgrind/callgrind.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -41,7 +47,7 @@ int OnChanges(void* user, const cdc_change* c, int n) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s poll|listen N\n", argv[0]);
+    std::fprintf(stderr, "usage: %s poll|poll_noid|poll_batch|poll_json_extract|listen N [LIMIT]\n", argv[0]);
     return 2;
   }
   std::string mode = argv[1];
@@ -68,6 +74,26 @@ int main(int argc, char** argv) {
       sqlite3_bind_int64(ack.get(), 1, id);
       ack.Run();
     }
+  } else if (mode.compare(0, 5, "poll_") == 0) {
+    const std::string limit = argc > 3 ? argv[3] : "1000";
+    Stmt poll(side.db.get(), "SELECT cdc_poll('c', " + std::to_string(std::atoll(limit.c_str())) + ")");
+    Stmt ack(side.db.get(), mode == "poll_noid"    ? "SELECT cdc_ack('c')"
+                            : mode == "poll_batch" ? "SELECT cdc_ack('c', ?1)"
+                                                   : "SELECT cdc_ack('c', json_extract(?1, '$[#-1].id'))");
+    for (;;) {
+      if (sqlite3_step(poll.get()) != SQLITE_ROW) Die(sqlite3_errmsg(side.db.get()));
+      const int len = sqlite3_column_bytes(poll.get(), 0);
+      if (len == 2) break;  // []
+      got += std::atoll(limit.c_str());
+      if (mode != "poll_noid") {
+        sqlite3_bind_text(ack.get(), 1, reinterpret_cast<const char*>(sqlite3_column_text(poll.get(), 0)), len,
+                          SQLITE_TRANSIENT);
+      }
+      sqlite3_reset(poll.get());
+      ack.Run();
+    }
+    sqlite3_reset(poll.get());
+    got = std::min(got, n);
   } else {
     Done d;
     sqlite3_stmt* st = nullptr;

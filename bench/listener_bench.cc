@@ -25,6 +25,17 @@
 //                      of resident memory during the drain (peak of VmHWM after
 //                      a clear_refs reset and of VmRSS sampled every 2 ms,
 //                      minus VmRSS at the start) in MB.
+//   listener/fanout/K  K consumers (1, 8) each with a cdc_listen C callback
+//                      on one connection, while a writer on another inserts N
+//                      rows (CDC_BENCH_FANOUT_ROWS; 100,000, 20,000 in quick
+//                      mode) in transactions of 1000 on the 6-column table.
+//                      Each repetition also times the same writer on a fresh
+//                      database with no listener (before and after), in
+//                      turn, so writer_ratio = with ÷ without comes from one
+//                      run. delivered_s = K x N ÷ (writer start .. last
+//                      delivery); listener_cpu_us_per_change = process CPU
+//                      minus the writer thread's, ÷ K x N: flat in K when the
+//                      cost grows with the number of consumers, not faster.
 // Each runs once per `make bench` (setup untimed).
 #include <benchmark/benchmark.h>
 
@@ -352,6 +363,89 @@ void BM_Drain(benchmark::State& state) {
   }
 }
 
+
+// ---- fan-out: K consumers listening at once ------------------------------
+
+struct Counted {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t changes = 0;
+};
+
+int OnCount(void* user, const cdc_change*, int n) {
+  auto* c = static_cast<Counted*>(user);
+  std::lock_guard<std::mutex> lock(c->mu);
+  c->changes += n;
+  c->cv.notify_all();
+  return 0;
+}
+
+double ThreadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+int64_t FanoutRows() { return EnvInt("CDC_BENCH_FANOUT_ROWS", QuickMode() ? 20000 : 100000); }
+
+struct WriterRun {
+  double secs = 0, cpu = 0, until_delivered = 0, other_cpu = 0;
+};
+
+// Writes `rows` rows in transactions of kTxRows on a fresh database while
+// `k` listeners (on a connection of their own) deliver them.
+WriterRun RunWriter(int k, int64_t rows) {
+  TempDir dir;
+  const std::string path = dir.File("fan.db");
+  Side side(path, kOurs, 6);
+  side.db.Exec("PRAGMA busy_timeout=10000");  // the acks take the write lock now and then
+  std::string add;
+  for (int i = 0; i < k; i++) add += "SELECT cdc_consumer_add('c" + std::to_string(i) + "');";
+  if (k) side.db.Exec(add);
+  Db lis(path);
+  std::vector<std::unique_ptr<Counted>> counts;
+  for (int i = 0; i < k; i++) {
+    counts.push_back(std::make_unique<Counted>());
+    Listen(lis, ("c" + std::to_string(i)).c_str(), OnCount, counts.back().get(), nullptr);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // started, drained nothing
+  WriterRun r;
+  const double cpu0 = CpuSeconds(), tcpu0 = ThreadCpuSeconds();
+  auto t0 = Clock::now();
+  for (int64_t done = 0; done < rows; done += kTxRows) side.InsertRows(std::min<int64_t>(kTxRows, rows - done));
+  r.secs = Seconds(t0, Clock::now());
+  r.cpu = ThreadCpuSeconds() - tcpu0;
+  for (auto& c : counts) {
+    if (!WaitFor(c->mu, c->cv, 120, [&] { return c->changes >= rows; })) Die("fan-out: a listener fell behind");
+  }
+  r.until_delivered = Seconds(t0, Clock::now());
+  r.other_cpu = CpuSeconds() - cpu0 - (ThreadCpuSeconds() - tcpu0);
+  for (int i = 0; i < k; i++) Unlisten(lis, ("c" + std::to_string(i)).c_str());
+  return r;
+}
+
+void BM_Fanout(benchmark::State& state) {
+  const int k = static_cast<int>(state.range(0));
+  const int64_t rows = FanoutRows();
+  for (auto _ : state) {
+    // Alone, with k, alone again: the ratio is to the mean of the two.
+    WriterRun a = RunWriter(0, rows);
+    WriterRun w = RunWriter(k, rows);
+    WriterRun b = RunWriter(0, rows);
+    const double alone_s = (a.secs + b.secs) / 2;
+    state.SetIterationTime(w.secs);
+    state.counters["consumers"] = k;
+    state.counters["writer_rows_s"] = static_cast<double>(rows) / w.secs;
+    state.counters["writer_alone_rows_s"] = static_cast<double>(rows) / alone_s;
+    state.counters["writer_ratio"] = alone_s / w.secs;
+    state.counters["writer_cpu_us_per_row"] = w.cpu * 1e6 / static_cast<double>(rows);
+    if (k > 0) {
+      state.counters["delivered_s"] = static_cast<double>(k * rows) / w.until_delivered;
+      state.counters["listener_cpu_us_per_change"] = w.other_cpu * 1e6 / static_cast<double>(k * rows);
+    }
+  }
+}
+
 }  // namespace
 
 void RegisterListenerBenchmarks() {
@@ -361,6 +455,8 @@ void RegisterListenerBenchmarks() {
     benchmark::RegisterBenchmark(name, fn)->Iterations(1)->Repetitions(1)->UseManualTime()->Unit(
         benchmark::kMillisecond);
   }
+  benchmark::RegisterBenchmark("listener/fanout", BM_Fanout)
+      ->Arg(1)->Arg(8)->Iterations(1)->Repetitions(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace cdcbench

@@ -128,7 +128,11 @@ def main():
     # The issue's drain target (700k/s) is for the C callback (listener/drain,
     # below); cdc_poll+cdc_ack, which reads and prunes in turn on one
     # connection, is shown without one.
-    absolute = [("delivery/poll_ack", "changes_s", "drain backlog, cdc_poll(1000)+cdc_ack", None),
+    absolute = [("delivery/poll_ack", "changes_s", "drain backlog, cdc_poll(1000)+cdc_ack(id parsed in C)", None),
+                 ("delivery/poll_ack_noid", "changes_s", "same, cdc_ack(name): what this connection last polled", None),
+                 ("delivery/poll_ack_batch", "changes_s", "same, cdc_ack(name, batch): the text cdc_poll returned", None),
+                 ("delivery/poll_ack_json_extract", "changes_s",
+                  "same, cdc_ack(name, json_extract(batch, '$[#-1].id'))", None),
                  ("bootstrap/rows", "rows_s", "cdc_bootstrap, one call", 1e6)]
     def find(prefix):
         return next((v for k, v in runs.items() if k.split("/iterations:")[0] == prefix), None)
@@ -149,8 +153,28 @@ def main():
             print("| %s | %s (%s–%s) | ≥ %s | %s |" % (label, rate(v), rate([min(v)]), rate([max(v)]),
                                                       rate([tgt]), "yes" if statistics.median(v) >= tgt else "**no**"))
     listener_table(find, ctx)
+    fanout_table(runs, ctx)
     busy_table(runs)
     return 0
+
+
+def fanout_table(runs, ctx):
+    """listener_bench.cc listener/fanout/K: K consumers listening at once."""
+    rows = []
+    for name, rl in runs.items():
+        parts = name.split("/iterations:")[0].split("/")
+        if parts[:2] == ["listener", "fanout"] and len(parts) == 3:
+            rows.append((int(parts[2]), rl[0]))
+    if not rows:
+        return
+    print()
+    print("| consumers listening at once (C callbacks; writer: INSERT 1000/tx, 6 cols, on another connection) | "
+          "writer with them ÷ alone | writer alone (rows/s) | delivered, all consumers (changes/s) | "
+          "listener CPU per change delivered |")
+    print("|---|---|---|---|---|")
+    for k, r in sorted(rows, key=lambda x: x[0]):
+        print("| %d | %.2f | %s | %s | %.2f µs |" % (k, r["writer_ratio"], rate([r["writer_alone_rows_s"]]),
+                                                 rate([r["delivered_s"]]), r["listener_cpu_us_per_change"]))
 
 
 def busy_table(runs):

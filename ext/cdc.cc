@@ -18,6 +18,7 @@ SQLITE_EXTENSION_INIT1
 #include "capture.h"
 #include "delivery.h"
 #include "drift.h"
+#include "last_poll.h"
 #include "listener.h"
 #include "retention.h"
 #include "util.h"
@@ -62,6 +63,7 @@ const FunctionDef kFunctions[] = {
     {"cdc_consumer_drop", 1, kDirect, SqlConsumerDrop},
     {"cdc_poll", 1, kDirect, SqlPoll},
     {"cdc_poll", 2, kDirect, SqlPoll},
+    {"cdc_ack", 1, kDirect, SqlAck},
     {"cdc_ack", 2, kDirect, SqlAck},
     {"cdc_status", 0, SQLITE_UTF8, SqlStatus},
     {"cdc_config", 1, kDirect, SqlConfig},
@@ -89,6 +91,7 @@ void DestroyRegistration(void* p) {
   if (reg->conn_state) {  // once per connection, as it closes
     DestroyConnectionState(reg->conn_state);
     ForgetConnection(reg->db);
+    ForgetPolls(reg->db);
   }
   delete reg;
 }

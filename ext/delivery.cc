@@ -11,6 +11,7 @@
 #include "capture.h"
 #include "drift.h"
 #include "json.h"
+#include "last_poll.h"
 #include "lease.h"
 #include "retention.h"
 
@@ -182,7 +183,7 @@ Status EventTooBig(const char* fn, const std::string& consumer, int64_t id, size
 }
 
 Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,
-                std::string* out, int64_t* count) {
+                std::string* out, int64_t* count, int64_t* last) {
   int64_t pos = 0;
   CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &pos));
   CDC_RETURN_IF_ERROR(RefuseIfLeased(db, fn, name));  // one active reader per consumer (lease.h)
@@ -220,6 +221,7 @@ Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t li
     // to read it. Return what came before it, or name it.
     if (*count > 0) {
       out->push_back(']');
+      if (last) *last = last_id;
       return Status();
     }
     int64_t id = 0;
@@ -231,6 +233,7 @@ Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t li
   CDC_RETURN_IF_ERROR(read);
   CDC_RETURN_IF_ERROR(too_big);
   out->push_back(']');
+  if (last) *last = *count ? last_id : 0;
   return Status();
 }
 
@@ -339,6 +342,22 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
   sqlite3_result_int(ctx, 1);
 }
 
+namespace {
+
+// The consumer's created_ms, -1 when NULL (a database of an earlier
+// version) or when the consumer is gone.
+Status ConsumerCreated(sqlite3* db, const std::string& name, int64_t* created) {
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT coalesce(created_ms, -1) FROM main.__cdc_consumers WHERE name = ?1"));
+  st.Bind(1, name);
+  int rc = st.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Status::FromDb(db, "consumer");
+  *created = rc == SQLITE_ROW ? st.Int(0) : -1;
+  return Status();
+}
+
+}  // namespace
+
 void SqlPoll(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   sqlite3* db = sqlite3_context_db_handle(ctx);
   const char* fn = "cdc_poll";
@@ -350,19 +369,93 @@ void SqlPoll(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     if (st.ok() && limit < 1) st = Status::Error("cdc_poll: limit must be at least 1");
   }
   std::string out;
-  int64_t count = 0;
-  if (st.ok()) st = PollJson(db, fn, name, limit, &out, &count);
+  int64_t count = 0, last = 0;
+  if (st.ok()) st = PollJson(db, fn, name, limit, &out, &count, &last);
+  if (!st.ok()) return ResultError(ctx, st);
+  PolledBatch polled;
+  polled.last_id = last;
+  st = ConsumerCreated(db, name, &polled.created);
   if (!st.ok()) return ResultError(ctx, st);
   sqlite3_result_text64(ctx, out.data(), out.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  RememberPoll(db, name, polled, &out);  // for cdc_ack(name) and cdc_ack(name, batch)
 }
 
-void SqlAck(sqlite3_context* ctx, int, sqlite3_value** argv) {
+namespace {
+
+// What cdc_ack(name [, id | batch]) acks up to: the id given; the last id of
+// the batch given (the JSON array cdc_poll returned: recognised when it is
+// this connection's last poll of `name`, else read with json_extract); with
+// no second argument, the last id of this connection's last cdc_poll of
+// `name`. 0 for an empty batch: nothing to ack.
+Status AckTarget(sqlite3* db, const char* fn, const std::string& name, int argc, sqlite3_value** argv,
+                 int64_t* id) {
+  const std::string remedy = "pass the text cdc_poll returned, or the id of the last change handled";
+  PolledBatch polled;
+  int64_t created = 0;
+  if (argc < 2) {
+    if (!LastPoll(db, name, &polled)) {
+      int64_t pos = 0;
+      CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &pos));  // no such consumer: say that first
+      return Status::Error(std::string(fn) + ": this connection has not polled consumer " + NameInMessage(name) +
+                           ": call cdc_poll first, or pass the id of the last change handled");
+    }
+    // The memory is of the consumer as it was: one dropped and added again
+    // since is another consumer, whose position that id does not concern.
+    CDC_RETURN_IF_ERROR(ConsumerCreated(db, name, &created));
+    if (created != polled.created) {
+      return Status::Error(std::string(fn) + ": consumer " + NameInMessage(name) +
+                           " was dropped or added again since this connection's last cdc_poll of it: poll again, "
+                           "or pass the id of the last change handled");
+    }
+    *id = polled.last_id;
+    return Status();
+  }
+  if (sqlite3_value_type(argv[1]) != SQLITE_TEXT) return ArgInt(fn, argv, 1, "id", id);
+  const char* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
+  const size_t n = static_cast<size_t>(sqlite3_value_bytes(argv[1]));
+  if (!text) return Status::Error("out of memory", SQLITE_NOMEM);
+  // The last batch polled here, unchanged: its last id is known. (The same
+  // text of a consumer added again since says the same ids: parsed below.)
+  if (IsLastPolledBatch(db, name, text, n, &polled)) {
+    CDC_RETURN_IF_ERROR(ConsumerCreated(db, name, &created));
+    if (created == polled.created) {
+      *id = polled.last_id;
+      return Status();
+    }
+  }
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(
+      db, "SELECT t, CASE WHEN t = 'array' THEN json_type(?1, '$[#-1]') END, "
+          "CASE WHEN t = 'array' THEN json_type(?1, '$[#-1].id') END, "
+          "CASE WHEN t = 'array' THEN json_extract(?1, '$[#-1].id') END "
+          "FROM (SELECT CASE WHEN json_valid(?1) THEN json_type(?1) END AS t)"));
+  sqlite3_bind_text64(st.get(), 1, text, n, SQLITE_STATIC, SQLITE_UTF8);
+  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, fn);
+  if (st.IsNull(0)) return Status::Error(std::string(fn) + ": the batch is not valid JSON: " + remedy);
+  if (st.Text(0) != "array") {
+    return Status::Error(std::string(fn) + ": the batch must be the JSON array cdc_poll returned, not a JSON " +
+                         st.Text(0) + " (an id is passed as an integer)");
+  }
+  if (st.IsNull(1)) {  // [] : nothing polled, nothing to ack
+    *id = 0;
+    return Status();
+  }
+  if (st.IsNull(2) || st.Text(2) != "integer") {
+    return Status::Error(std::string(fn) + ": the batch's last element has no integer \"id\": " + remedy);
+  }
+  *id = st.Int(3);
+  return Status();
+}
+
+}  // namespace
+
+void SqlAck(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   sqlite3* db = sqlite3_context_db_handle(ctx);
   const char* fn = "cdc_ack";
   std::string name;
   int64_t id = 0, pos = 0;
   Status st = ArgText(fn, argv, 0, "name", &name);
-  if (st.ok()) st = ArgInt(fn, argv, 1, "id", &id);
+  if (st.ok()) st = AckTarget(db, fn, name, argc, argv, &id);
   if (st.ok()) st = RequireWritable(db, fn);
   if (st.ok()) st = AckConsumer(db, fn, name, id, &pos);
   if (!st.ok()) return ResultError(ctx, st);

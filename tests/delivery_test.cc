@@ -99,6 +99,73 @@ TEST(Ack, BelowPositionIsNoOpAndPastNewestIsAnError) {
   EXPECT_EQ(f.db.One("SELECT cdc_poll('c')"), "[]");
 }
 
+// cdc_ack(name): up to the last event of this connection's last cdc_poll of
+// `name` (per connection, per consumer); an empty poll acks nothing.
+TEST(Ack, WithoutIdAcksWhatThisConnectionLastPolled) {
+  Fixture f(5);
+  f.db.Exec("SELECT cdc_consumer_add('c'), cdc_consumer_add('d')");
+  EXPECT_EQ(Ids(Poll(f.db, "c", 2)), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(Ids(Poll(f.db, "d", 1)), (std::vector<int64_t>{1}));
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c')"), "2");
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c')"), "2");  // again: a no-op
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('d')"), "1");
+  EXPECT_EQ(Ids(Poll(f.db, "c", 10)), (std::vector<int64_t>{3, 4, 5}));
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c')"), "5");
+  EXPECT_EQ(f.db.One("SELECT cdc_poll('c')"), "[]");
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c')"), "5");  // an empty poll: nothing to ack
+  // Per connection: another one has polled nothing.
+  Db other(f.tmp.File("t.db"));
+  EXPECT_EQ(other.Error("SELECT cdc_ack('d')"),
+            "cdc_ack: this connection has not polled consumer 'd': call cdc_poll first, or pass the id of the last "
+            "change handled");
+  // The poll is remembered with its consumer: one dropped and added again
+  // since (here by another connection) is not acked with it.
+  EXPECT_EQ(Ids(Poll(f.db, "d", 2)), (std::vector<int64_t>{2, 3}));
+  other.Exec("SELECT cdc_consumer_drop('d'); SELECT cdc_consumer_add('d')");
+  const std::string pos = other.One("SELECT json_extract(cdc_status(), '$.consumers[1].position')");
+  EXPECT_EQ(f.db.Error("SELECT cdc_ack('d')"),
+            "cdc_ack: consumer 'd' was dropped or added again since this connection's last cdc_poll of it: poll "
+            "again, or pass the id of the last change handled");
+  EXPECT_EQ(other.One("SELECT json_extract(cdc_status(), '$.consumers[1].position')"), pos);
+  // Rolled back with the caller's transaction, like an ack with an id.
+  f.Write(2);
+  EXPECT_EQ(Ids(Poll(f.db, "c", 1)), (std::vector<int64_t>{6}));
+  f.db.Exec("BEGIN");
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c')"), "6");
+  f.db.Exec("ROLLBACK");
+  EXPECT_EQ(Ids(Poll(f.db, "c", 1)), (std::vector<int64_t>{6}));
+}
+
+// cdc_ack(name, batch): the text cdc_poll returned acks up to its last
+// event, whether it is this connection's last poll or any other array of
+// events (another connection's, or re-serialised).
+TEST(Ack, WithTheBatchAcksItsLastId) {
+  Fixture f(6);
+  f.db.Exec("SELECT cdc_consumer_add('c')");
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c', cdc_poll('c', 2))"), "2");
+  const std::string batch = Scalar(f.db.get(), "SELECT cdc_poll('c', 2)");
+  EXPECT_EQ(Ids(ParseEvents(batch)), (std::vector<int64_t>{3, 4}));
+  Db other(f.tmp.File("t.db"));
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(other.get(), "SELECT cdc_ack('c', ?1)", -1, &st, nullptr), SQLITE_OK);
+  sqlite3_bind_text(st, 1, batch.c_str(), -1, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(st, 0), 4);
+  sqlite3_finalize(st);
+  // Re-serialised (spaces, other key order): read with SQLite's JSON.
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c', '[{\"id\": 5}, {\"table\": \"t\", \"id\": 5.0e0}, "
+                     "{\"ts\": 1, \"id\": 5}]')"),
+            "5");
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c', '[]')"), "5");
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c', ' [ ] ')"), "5");
+  EXPECT_EQ(Ids(Poll(f.db, "c")), (std::vector<int64_t>{6}));
+  // The last batch polled here, changed by one byte, is no longer it.
+  std::string last = Scalar(f.db.get(), "SELECT cdc_poll('c')");
+  last.replace(last.find("\"id\":6"), 6, "\"id\":9");
+  EXPECT_EQ(f.db.Error("SELECT cdc_ack('c', '" + last + "')"), "cdc_ack: id 9 is past the newest change (6)");
+  EXPECT_EQ(f.db.One("SELECT cdc_ack('c', cdc_poll('c'))"), "6");
+}
+
 TEST(Poll, LimitSemanticsAndPollDoesNotAdvance) {
   Fixture f(150);
   f.db.Exec("SELECT cdc_consumer_add('c')");

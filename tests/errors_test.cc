@@ -46,7 +46,8 @@ const std::vector<Case>& Cases() {
       {"SELECT cdc_consumer_drop()", "wrong number of arguments to function cdc_consumer_drop()"},
       {"SELECT cdc_poll()", "wrong number of arguments to function cdc_poll()"},
       {"SELECT cdc_poll('c', 1, 2)", "wrong number of arguments to function cdc_poll()"},
-      {"SELECT cdc_ack('c')", "wrong number of arguments to function cdc_ack()"},
+      {"SELECT cdc_ack()", "wrong number of arguments to function cdc_ack()"},
+      {"SELECT cdc_ack('c', 1, 2)", "wrong number of arguments to function cdc_ack()"},
       {"SELECT cdc_status(1)", "wrong number of arguments to function cdc_status()"},
       // cdc_setup
       {"SELECT cdc_setup(NULL)", "cdc_setup: table must not be NULL"},
@@ -119,8 +120,27 @@ const std::vector<Case>& Cases() {
       {"SELECT cdc_ack('', 1)", "cdc_ack: name must not be empty"},
       {"SELECT cdc_ack('nope', 1)", "NOCONSUMER:cdc_ack:nope"},
       {"SELECT cdc_ack('c', NULL)", "cdc_ack: id must not be NULL"},
-      {"SELECT cdc_ack('c', 'x')", "cdc_ack: id must be an integer"},
-      {"SELECT cdc_ack('c', '3')", "cdc_ack: id must be an integer"},
+      {"SELECT cdc_ack('c')",
+       "cdc_ack: this connection has not polled consumer 'c': call cdc_poll first, or pass the id of the last "
+       "change handled"},
+      {"SELECT cdc_ack('nope')", "NOCONSUMER:cdc_ack:nope"},
+      {"SELECT cdc_ack('c', 'x')",
+       "cdc_ack: the batch is not valid JSON: pass the text cdc_poll returned, or the id of the last change handled"},
+      {"SELECT cdc_ack('c', '')",
+       "cdc_ack: the batch is not valid JSON: pass the text cdc_poll returned, or the id of the last change handled"},
+      {"SELECT cdc_ack('c', '3')",
+       "cdc_ack: the batch must be the JSON array cdc_poll returned, not a JSON integer (an id is passed as an "
+       "integer)"},
+      {"SELECT cdc_ack('c', '{\"id\": 1}')",
+       "cdc_ack: the batch must be the JSON array cdc_poll returned, not a JSON object (an id is passed as an "
+       "integer)"},
+      {"SELECT cdc_ack('c', '[1]')",
+       "cdc_ack: the batch's last element has no integer \"id\": pass the text cdc_poll returned, or the id of "
+       "the last change handled"},
+      {"SELECT cdc_ack('c', '[{\"id\": 1}, {\"id\": \"1\"}]')",
+       "cdc_ack: the batch's last element has no integer \"id\": pass the text cdc_poll returned, or the id of "
+       "the last change handled"},
+      {"SELECT cdc_ack('c', '[{\"id\": 99}]')", "cdc_ack: id 99 is past the newest change (1)"},
       {"SELECT cdc_ack('c', 1.5)", "cdc_ack: id must be an integer"},
       {"SELECT cdc_ack('c', x'01')", "cdc_ack: id must be an integer"},
       {"SELECT cdc_ack('c', 99)", "cdc_ack: id 99 is past the newest change (1)"},

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cfloat>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -181,6 +182,68 @@ TEST(Values, ImagesHoldTheStoredValueAfterAffinity) {
   // -0.0 in a REAL column is stored as the integer 0 and reads back as 0.0.
   EXPECT_EQ(evs[1].after["r"].text, "0.0");
   EXPECT_EQ(cdctest::Dump(evs[1].after), R"({"r":R0,"i":2,"x":"1.5","n":"0x10"})");
+}
+
+// Integers of every digit count and sign come back as the exact decimal
+// text; REALs as std::to_chars's shortest form, with ".0" when it has
+// neither a fraction nor an exponent (json.cc writes both by hand).
+TEST(Values, NumbersAtEveryDigitCountAsText) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE t(v); SELECT cdc_setup('t'), cdc_consumer_add('audit')");
+  std::vector<int64_t> ints = {0, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()};
+  for (int64_t p = 1;; p *= 10) {  // 1 .. 10^18
+    for (int64_t v : {p - 1, p, p + 1, 5 * p}) {
+      ints.push_back(v);
+      ints.push_back(-v);
+    }
+    if (p == 1000000000000000000LL) break;
+  }
+  std::vector<double> reals = {1.0, 100.0, 0.5, 0.001, 0.0001, 1e-7, 1e15, 1e16, 1e21, 123456.75, -2.5e-300,
+                               1.0 / 3, 1e300, 4.9e-324, -100.0, 1e6, 1234567.0};
+  db.Exec("BEGIN");
+  for (int64_t v : ints) Insert(db, "t", {Cell::Int(v)});
+  for (double d : reals) Insert(db, "t", {Cell::Real(d)});
+  db.Exec("COMMIT");
+  auto evs = cdctest::ParseEvents(PollText(db));
+  ASSERT_EQ(evs.size(), ints.size() + reals.size());
+  for (size_t i = 0; i < ints.size(); i++) EXPECT_EQ(evs[i].after["v"].text, std::to_string(ints[i]));
+  for (size_t i = 0; i < reals.size(); i++) {
+    char buf[40];
+    std::string want(buf, static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, reals[i]).ptr - buf));
+    if (want.find_first_of(".e") == std::string::npos) want += ".0";
+    EXPECT_EQ(evs[ints.size() + i].after["v"].text, want);
+  }
+}
+
+// Every ASCII byte (and a two-, three- and four-byte UTF-8 character) at
+// every position of strings up to 19 bytes comes back as the same string:
+// json.cc scans 8 bytes at a time for bytes to escape, so each has to be
+// found wherever it sits in a word.
+TEST(Values, EveryCharacterAtEveryOffsetRoundTrips) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("CREATE TABLE t(v); SELECT cdc_setup('t'), cdc_consumer_add('audit')");
+  std::vector<std::string> texts;
+  std::vector<std::string> chars = {"\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80"};
+  for (int b = 0; b < 0x80; b++) chars.push_back(std::string(1, static_cast<char>(b)));
+  for (const std::string& c : chars) {
+    for (size_t len : {1, 7, 8, 9, 16, 19}) {
+      for (size_t at = 0; at + c.size() <= len; at++) {
+        std::string t(len, 'a');
+        t.replace(at, c.size(), c);
+        texts.push_back(t);
+      }
+    }
+  }
+  db.Exec("BEGIN");
+  for (const std::string& t : texts) Insert(db, "t", {Cell::Text(t)});
+  db.Exec("COMMIT");
+  auto evs = cdctest::ParseEvents(PollText(db));
+  ASSERT_EQ(evs.size(), texts.size());
+  for (size_t i = 0; i < texts.size(); i++) {
+    ASSERT_EQ(evs[i].after["v"].s, texts[i]) << "text " << i;
+  }
 }
 
 // A REAL -0.0 in an untyped column keeps its sign.

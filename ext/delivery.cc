@@ -67,14 +67,22 @@ Status Prune(sqlite3* db, int64_t max_rows) {
   // At most `max_rows` ids from the oldest row: the write lock is held for
   // about a microsecond per row deleted (SECURE_DELETE), and a writer with
   // no busy timeout fails while it is.
-  Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(
-      db, "DELETE FROM main.__cdc_log WHERE id <= min("
+  Stmt bound;
+  CDC_RETURN_IF_ERROR(bound.Prepare(
+      db, "SELECT min("
           // no consumer: nobody to keep anything for
           "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
           "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)), "
           "(SELECT min(id) FROM main.__cdc_log) + ?1 - 1)"));
-  st.Bind(1, max_rows);
+  bound.Bind(1, max_rows);
+  if (bound.Step() != SQLITE_ROW) return Status::FromDb(db, "prune");
+  if (bound.IsNull(0)) return Status();  // nothing to prune
+  const int64_t upto = bound.Int(0);
+  bound = Stmt();
+  CDC_RETURN_IF_ERROR(AccountPrune(db, upto));  // max_log_bytes' count (retention.h)
+  Stmt st;
+  CDC_RETURN_IF_ERROR(st.Prepare(db, "DELETE FROM main.__cdc_log WHERE id <= ?1"));
+  st.Bind(1, upto);
   if (st.Step() != SQLITE_DONE) return Status::FromDb(db, "prune");
   return Status();
 }
@@ -231,6 +239,8 @@ Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t li
   CDC_RETURN_IF_ERROR(read);
   CDC_RETURN_IF_ERROR(too_big);
   out->push_back(']');
+  // When it last read, for cdc_status and idle_timeout_ms (retention.h).
+  if (*count > 0) NoteRead(db, name, false);
   return Status();
 }
 
@@ -265,7 +275,7 @@ void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
         }
         if (rc == SQLITE_ROW && st.ok() && !lost.empty()) {
           // Invalidated by retention: start it again, from `start`.
-          st = ClearLost(db, name);
+          st = ForgetMarks(db, name);
           if (st.ok()) {
             st = QueryInt(db, mode == "latest" ? "SELECT coalesce(max(id), 0) FROM main.__cdc_log"
                                                : "SELECT coalesce(min(id) - 1, 0) FROM main.__cdc_log",
@@ -330,7 +340,7 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
       else if (sqlite3_changes(db) == 0) st = Status::Error(NoConsumer(fn, name));
       del = Stmt();
     }
-    if (st.ok()) st = ClearLost(db, name);
+    if (st.ok()) st = ForgetMarks(db, name);
     if (st.ok()) st = EnforceRetention(db);
     if (st.ok()) st = Prune(db);
     if (st.ok()) st = sp.Release();
@@ -421,7 +431,7 @@ Status StatusJson(sqlite3* db, std::string* out) {
   const bool have_meta = !source.empty();
   out->append(",\"retention\":{");
   bool first = true;
-  for (const char* key : {"max_log_rows", "max_lag_ms", "idle_timeout_ms"}) {
+  for (const char* key : {"max_log_rows", "max_log_bytes", "max_lag_ms", "idle_timeout_ms"}) {
     int64_t v = 0;
     CDC_RETURN_IF_ERROR(RetentionSetting(db, key, &v));
     if (!first) out->push_back(',');
@@ -492,7 +502,9 @@ Status StatusJson(sqlite3* db, std::string* out) {
             "(SELECT count(*) FROM main.__cdc_log WHERE id > c.pos AND op <> 0), "
             "(SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1), "
             "c.created_ms, c.acked_ms, ") +
-            (have_meta ? "(SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || c.name) " : "NULL ") +
+            (have_meta ? "(SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || c.name), "
+                         "(SELECT value FROM main.__cdc_meta WHERE key = 'read.' || c.name) "
+                       : "NULL, NULL ") +
             "FROM main.__cdc_consumers AS c ORDER BY c.name"));
     int rc, i = 0;
     while ((rc = st.Step()) == SQLITE_ROW) {
@@ -506,10 +518,14 @@ Status StatusJson(sqlite3* db, std::string* out) {
       const bool lost = !st.IsNull(6);
       out->append(",\"lag_ms\":");
       JsonInt(out, st.IsNull(3) || lost ? 0 : std::max<int64_t>(0, now - st.Int(3)));
-      // Unix ms; reads are not recorded (they write nothing).
+      // Unix ms. A read is recorded to within a tenth of idle_timeout_ms (at
+      // most a minute), and an ack counts as one (retention.h).
       out->append(",\"created_ms\":");
       if (st.IsNull(4)) out->append("null");
       else JsonInt(out, st.Int(4));
+      out->append(",\"read_ms\":");
+      if (st.IsNull(5) && st.IsNull(7)) out->append("null");
+      else JsonInt(out, std::max(st.IsNull(5) ? 0 : st.Int(5), st.IsNull(7) ? 0 : st.Int(7)));
       out->append(",\"acked_ms\":");
       if (st.IsNull(5)) out->append("null");
       else JsonInt(out, st.Int(5));

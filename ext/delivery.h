@@ -19,7 +19,7 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
 // Log rows one ack prunes beyond those it passed itself (a backlog left by
 // a consumer dropped or behind is pruned over several acks).
 constexpr int64_t kPruneChunk = 1000;
-// The listener's ack (listener.cc): like AckConsumer, in a transaction of its
+// The listener's ack (acker.cc): like AckConsumer, in a transaction of its
 // own that takes the write lock only when it is free (the connection must
 // have no busy handler) and prunes what the ack passed and at most `extra`
 // rows more. *busy: the lock was taken (or, in rollback-journal mode, a
@@ -46,7 +46,7 @@ void SqlPoll(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 void SqlAck(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 void SqlStatus(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 
-// Listener section of cdc_status() (listener.cc): a JSON array.
+// Listener section of cdc_status() (registry.cc): a JSON array.
 void AppendListenersJson(sqlite3* db, std::string* out);
 
 }  // namespace cdc

@@ -89,14 +89,13 @@ Status Prune(sqlite3* db, int64_t max_rows) {
 
 Status Prune(sqlite3* db) { return Prune(db, std::numeric_limits<int64_t>::max() / 2); }
 
-Status Prunable(sqlite3* db, bool* any) {
-  int64_t n = 0;
+Status PrunableRows(sqlite3* db, int64_t* rows) {
   CDC_RETURN_IF_ERROR(QueryInt(
-      db, "SELECT (SELECT min(id) FROM main.__cdc_log) <= min("
+      db, "SELECT max(0, coalesce(min("
           "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
-          "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)))",
-      &n));
-  *any = n != 0;
+          "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log))) "
+          "- (SELECT min(id) FROM main.__cdc_log) + 1, 0))",
+      rows));
   return Status();
 }
 
@@ -104,8 +103,9 @@ namespace {
 
 // Inside the caller's write transaction: moves `name` to `id` (see
 // AckConsumer), then prunes what the move passed and at most `extra` rows
-// more (an older backlog).
-Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra, int64_t* pos) {
+// more (an older backlog), at most `cap` rows in all.
+Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra, int64_t cap,
+                 int64_t* pos) {
   int64_t cur = 0;
   CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
   *pos = cur;
@@ -133,7 +133,8 @@ Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t i
   }
   // What this ack passed, and a chunk of any older backlog: pruning keeps up
   // with the acks without one ack holding the write lock for all of it.
-  return Prune(db, *pos - cur + extra);
+  const int64_t rows = std::min(*pos - cur + extra, cap);
+  return rows > 0 ? Prune(db, rows) : Status();
 }
 
 }  // namespace
@@ -145,13 +146,15 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   if (id <= cur) return Status();
   Savepoint sp(db, "cdc_ack");
   CDC_RETURN_IF_ERROR(sp.Begin());
-  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, kPruneChunk, pos));  // again, in the write transaction
+  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, kPruneChunk, std::numeric_limits<int64_t>::max(),
+                                pos));  // again, in the write transaction
   return sp.Release();
 }
 
-Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra,
-                 int64_t* pos, bool* busy, bool* more) {
-  *busy = *more = false;
+Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t prune,
+                 int64_t* pos, bool* busy, int64_t* left) {
+  *busy = false;
+  *left = 0;
   // The undo is prepared before the transaction starts: out of memory, SQLite
   // may prepare nothing more on the connection, and a transaction left open
   // would hold the write lock and fail every later BEGIN (found by
@@ -167,8 +170,8 @@ Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t i
     return Status();
   }
   if (rc != SQLITE_OK) return Status::FromDb(db, fn);
-  Status st = AckLocked(db, fn, name, id, extra, pos);
-  if (st.ok()) st = Prunable(db, more);
+  Status st = AckLocked(db, fn, name, id, prune, prune, pos);
+  if (st.ok()) st = PrunableRows(db, left);
   if (st.ok()) {
     rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
     if (rc == SQLITE_OK) return Status();

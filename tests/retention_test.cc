@@ -429,3 +429,31 @@ TEST(Retention, RecordingAReadNeverWaits) {
   db.One("SELECT cdc_poll('healthy')");
   EXPECT_NE(Status(db, "$.consumers[0].read_ms"), "NULL");
 }
+
+// A listener whose callback keeps failing reads the same batch again and
+// again: it is not idle (its acker records the reads), though it never
+// acks; a consumer nobody reads is.
+TEST(Retention, ListenerRetryingIsNotIdle) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  MakeTwoConsumers(db);
+  db.Exec("SELECT cdc_consumer_add('retry'); SELECT cdc_config('max_lag_ms', 0);"
+          "SELECT cdc_config('idle_timeout_ms', 1000)");
+  char* err = nullptr;
+  ASSERT_EQ(cdc_listen(db.get(), "retry", AlwaysFail, nullptr, nullptr, "{\"retry_max_ms\": 50}", &err), SQLITE_OK)
+      << (err ? err : "");
+  for (int i = 0; i < 20; i++) {
+    Write(db, 1);
+    Drain(db, "healthy");  // its acks check the limits
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const std::string err_stalled = db.Error("SELECT cdc_poll('stalled')");
+  EXPECT_NE(err_stalled.find("it had not read or acked for"), std::string::npos) << err_stalled;
+  EXPECT_EQ(Status(db, "$.consumers[1].name"), "retry");
+  EXPECT_EQ(Status(db, "$.consumers[1].state"), "active") << Status(db, "$.consumers[1].lost_reason");
+  EXPECT_EQ(Status(db, "$.consumers[1].acked_ms"), "NULL");
+  const int64_t now = std::stoll(db.One("SELECT CAST((julianday() - 2440587.5) * 86400000 AS INTEGER)"));
+  EXPECT_GT(std::stoll(Status(db, "$.consumers[1].read_ms")), now - 1000);
+  EXPECT_EQ(Status(db, "$.listeners[0].state"), "retrying");
+  ASSERT_EQ(cdc_unlisten(db.get(), "retry", &err), SQLITE_OK) << (err ? err : "");
+}

@@ -103,9 +103,10 @@ namespace {
 
 // Inside the caller's write transaction: moves `name` to `id` (see
 // AckConsumer), then prunes what the move passed and at most `extra` rows
-// more (an older backlog), at most `cap` rows in all.
+// more (an older backlog), at most `cap` rows in all. Checks the retention
+// limits when the position moved and `check_limits`.
 Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra, int64_t cap,
-                 int64_t* pos) {
+                 bool check_limits, int64_t* pos) {
   int64_t cur = 0;
   CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
   *pos = cur;
@@ -128,7 +129,7 @@ Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t i
       if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
       st = Stmt();
       *pos = floor;
-      CDC_RETURN_IF_ERROR(EnforceRetention(db));
+      if (check_limits) CDC_RETURN_IF_ERROR(EnforceRetention(db));
     }
   }
   // What this ack passed, and a chunk of any older backlog: pruning keeps up
@@ -146,13 +147,13 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
   if (id <= cur) return Status();
   Savepoint sp(db, "cdc_ack");
   CDC_RETURN_IF_ERROR(sp.Begin());
-  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, kPruneChunk, std::numeric_limits<int64_t>::max(),
+  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, kPruneChunk, std::numeric_limits<int64_t>::max(), true,
                                 pos));  // again, in the write transaction
   return sp.Release();
 }
 
 Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t prune,
-                 int64_t* pos, bool* busy, int64_t* left) {
+                 bool check_limits, int64_t* pos, bool* busy, int64_t* left) {
   *busy = false;
   *left = 0;
   // The undo is prepared before the transaction starts: out of memory, SQLite
@@ -172,7 +173,7 @@ Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t i
   // trace, this shortens the lock of a position-only ack by about a fifth.
   int rc = sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return Status::FromDb(db, fn);
-  Status st = AckLocked(db, fn, name, id, prune, prune, pos);
+  Status st = AckLocked(db, fn, name, id, prune, prune, check_limits, pos);
   if (!st.ok() && ((st.code() & 0xff) == SQLITE_BUSY || (st.code() & 0xff) == SQLITE_LOCKED)) {
     *busy = true;
     st = Status();

@@ -22,11 +22,12 @@ constexpr int64_t kPruneChunk = 1000;
 // The listener's ack (acker.cc): like AckConsumer, in a transaction of its
 // own that takes the write lock only when it is free (the connection must
 // have no busy handler), and prunes at most `prune` rows (0: none; pruning is
-// the acker's to schedule). *busy: the lock was taken (or, in
-// rollback-journal mode, a reader kept the commit out); nothing changed, try
-// again later. *left: log rows that could be pruned now.
+// the acker's to schedule), and checks the retention limits only when
+// `check_limits`. *busy: the lock was taken (or, in rollback-journal mode, a
+// reader kept the commit out); nothing changed, try again later. *left: log
+// rows that could be pruned now.
 Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t prune,
-                 int64_t* pos, bool* busy, int64_t* left);
+                 bool check_limits, int64_t* pos, bool* busy, int64_t* left);
 // Log rows every consumer has acked (all but the newest event): what Prune
 // would delete with no chunk limit.
 Status PrunableRows(sqlite3* db, int64_t* rows);

@@ -100,6 +100,12 @@ void Acker(Listener* l) noexcept {
   } catch (const std::bad_alloc&) {  // works without it, parsing every time
   }
   sqlite3_busy_handler(l->ack_db, nullptr, nullptr);
+  if (cache) {
+    try {
+      WarmAck(l->ack_db);
+    } catch (const std::bad_alloc&) {  // parsed when first run instead
+    }
+  }
   int attempt = 0, stop_tries = 0;
   int64_t left = 0;  // rows the last commit left that could be pruned
   int64_t seen_version = -1;  // PRAGMA data_version at the last quiet check

@@ -18,6 +18,20 @@ namespace cdc {
 
 namespace {
 
+// Pruning's statements (named: WarmAck prepares them).
+const char kPruneBoundSql[] =
+    "SELECT min("
+    // no consumer: nobody to keep anything for
+    "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
+    "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)), "
+    "(SELECT min(id) FROM main.__cdc_log) + ?1 - 1)";
+const char kPruneSql[] = "DELETE FROM main.__cdc_log WHERE id <= ?1";
+const char kPrunableSql[] =
+    "SELECT max(0, coalesce(min("
+    "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
+    "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log))) "
+    "- (SELECT min(id) FROM main.__cdc_log) + 1, 0))";
+
 std::string NoConsumer(const char* fn, const std::string& name) {
   return std::string(fn) + ": no such consumer: " + NameInMessage(name) +
          " (add it with SELECT cdc_consumer_add(" + NameInMessage(name) + "))";
@@ -69,11 +83,7 @@ Status Prune(sqlite3* db, int64_t max_rows) {
   // no busy timeout fails while it is.
   Stmt bound;
   CDC_RETURN_IF_ERROR(bound.Prepare(
-      db, "SELECT min("
-          // no consumer: nobody to keep anything for
-          "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
-          "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)), "
-          "(SELECT min(id) FROM main.__cdc_log) + ?1 - 1)"));
+      db, kPruneBoundSql));
   bound.Bind(1, max_rows);
   if (bound.Step() != SQLITE_ROW) return Status::FromDb(db, "prune");
   if (bound.IsNull(0)) return Status();  // nothing to prune
@@ -81,7 +91,7 @@ Status Prune(sqlite3* db, int64_t max_rows) {
   bound = Stmt();
   CDC_RETURN_IF_ERROR(AccountPrune(db, upto));  // max_log_bytes' count (retention.h)
   Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(db, "DELETE FROM main.__cdc_log WHERE id <= ?1"));
+  CDC_RETURN_IF_ERROR(st.Prepare(db, kPruneSql));
   st.Bind(1, upto);
   if (st.Step() != SQLITE_DONE) return Status::FromDb(db, "prune");
   return Status();
@@ -89,13 +99,16 @@ Status Prune(sqlite3* db, int64_t max_rows) {
 
 Status Prune(sqlite3* db) { return Prune(db, std::numeric_limits<int64_t>::max() / 2); }
 
+void WarmAck(sqlite3* db) {
+  for (const char* sql : {kPruneBoundSql, kPruneSql, kPrunableSql}) {
+    Stmt st;
+    (void)st.Prepare(db, sql);  // kept by the connection's StmtCache; a failure shows when it runs
+  }
+  WarmRetention(db);
+}
+
 Status PrunableRows(sqlite3* db, int64_t* rows) {
-  CDC_RETURN_IF_ERROR(QueryInt(
-      db, "SELECT max(0, coalesce(min("
-          "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
-          "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log))) "
-          "- (SELECT min(id) FROM main.__cdc_log) + 1, 0))",
-      rows));
+  CDC_RETURN_IF_ERROR(QueryInt(db, kPrunableSql, rows));
   return Status();
 }
 

@@ -28,6 +28,10 @@ constexpr int64_t kPruneChunk = 1000;
 // rows that could be pruned now.
 Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t prune,
                  bool check_limits, int64_t* pos, bool* busy, int64_t* left);
+// Prepares the statements AckNoWait runs while it holds the write lock into
+// `db`'s StmtCache (util.h): parsed there, they held it for milliseconds on
+// a listener's first ack (cdc_busy_writer trace).
+void WarmAck(sqlite3* db);
 // Log rows every consumer has acked (all but the newest event): what Prune
 // would delete with no chunk limit.
 Status PrunableRows(sqlite3* db, int64_t* rows);

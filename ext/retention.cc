@@ -28,6 +28,38 @@ constexpr Setting kSettings[kSettingCount] = {
     {"idle_timeout_ms", 7 * 24 * 3600 * 1000LL},
 };
 
+// The statements EnforceRetention runs (named: WarmRetention prepares them).
+const char kFollowSql[] =
+    "UPDATE main.__cdc_consumers SET pos = (SELECT coalesce(max(id), 0) FROM main.__cdc_log) "
+    "WHERE name IN (SELECT substr(key, 6) FROM main.__cdc_meta WHERE key >= 'lost.' AND key < 'lost/')";
+const char kSettingsSql[] = "SELECT key, value FROM main.__cdc_meta WHERE key >= 'retention.' AND key < 'retention/'";
+const char kMarkSql[] =
+    "INSERT OR REPLACE INTO main.__cdc_meta(key, value) VALUES('lost.' || ?1, ?2 || ' (at ' || "
+    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') || ')')";
+const char kMoveSql[] =
+    "UPDATE main.__cdc_consumers SET pos = (SELECT coalesce(max(id), 0) FROM main.__cdc_log) WHERE name = ?1";
+const char kLoadBytesSql[] = "SELECT key, value FROM main.__cdc_meta WHERE key >= 'log_bytes.' AND key < 'log_bytes/'";
+const char kSaveBytesSql[] =
+    "INSERT OR REPLACE INTO main.__cdc_meta(key, value) VALUES"
+    "('log_bytes.floor', ?1), ('log_bytes.upto', ?2), ('log_bytes.total', ?3)";
+const char kMeasureSql[] = "SELECT * FROM main.__cdc_log WHERE id > ?1 AND id <= ?2";
+const char kOldestSql[] = "SELECT coalesce(min(id), 0) FROM main.__cdc_log";
+const char kNewestSql[] = "SELECT coalesce(max(id), 0) FROM main.__cdc_log";
+const char kUsedSql[] =
+    "SELECT (p.page_count - f.freelist_count) * s.page_size "
+    "FROM pragma_page_count AS p, pragma_freelist_count AS f, pragma_page_size AS s";
+
+// Per live consumer with pending changes: ids it holds, age of its oldest
+// pending change, time since it last read or acked (or was added), newest id.
+std::string ConsumersSql() {
+  return std::string("SELECT c.name, n.newest - c.pos, ") + kNowMs +
+         " - (SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1), " + kNowMs +
+         " - max(coalesce(c.acked_ms, c.created_ms), "
+         "coalesce((SELECT value FROM main.__cdc_meta WHERE key = 'read.' || c.name), 0)), n.newest "
+         "FROM main.__cdc_consumers AS c, (SELECT max(id) AS newest FROM main.__cdc_log) AS n "
+         "WHERE n.newest > c.pos AND NOT EXISTS (SELECT 1 FROM main.__cdc_meta WHERE key = 'lost.' || c.name)";
+}
+
 const Setting* Find(const std::string& key) {
   for (const auto& s : kSettings) {
     if (key == s.key) return &s;
@@ -83,7 +115,7 @@ Status MeasureLog(sqlite3* db, int64_t lo, int64_t hi, int64_t* bytes) {
   *bytes = 0;
   if (hi <= lo) return Status();
   Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT * FROM main.__cdc_log WHERE id > ?1 AND id <= ?2"));
+  CDC_RETURN_IF_ERROR(st.Prepare(db, kMeasureSql));
   st.Bind(1, lo);
   st.Bind(2, hi);
   sqlite3_stmt* s = st.get();
@@ -131,7 +163,7 @@ struct ByteCount {
 Status LoadByteCount(sqlite3* db, ByteCount* b) {
   *b = ByteCount();
   Stmt st;
-  Status prep = st.Prepare(db, "SELECT key, value FROM main.__cdc_meta WHERE key >= 'log_bytes.' AND key < 'log_bytes/'");
+  Status prep = st.Prepare(db, kLoadBytesSql);
   if (!prep.ok()) return (prep.code() & 0xff) == SQLITE_ERROR ? Status() : prep;  // no __cdc_meta: no count
   int rc, found = 0;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -147,8 +179,7 @@ Status LoadByteCount(sqlite3* db, ByteCount* b) {
 
 Status SaveByteCount(sqlite3* db, const ByteCount& b) {
   Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(db, "INSERT OR REPLACE INTO main.__cdc_meta(key, value) VALUES"
-                                     "('log_bytes.floor', ?1), ('log_bytes.upto', ?2), ('log_bytes.total', ?3)"));
+  CDC_RETURN_IF_ERROR(st.Prepare(db, kSaveBytesSql));
   st.Bind(1, b.floor);
   st.Bind(2, b.upto);
   st.Bind(3, b.total);
@@ -163,6 +194,16 @@ int64_t ReadRecordEvery(int64_t idle_ms) {
 }
 
 }  // namespace
+
+void WarmRetention(sqlite3* db) {
+  for (const std::string& sql : {std::string(kFollowSql), std::string(kSettingsSql), ConsumersSql(),
+                                 std::string(kMarkSql), std::string(kMoveSql), std::string(kLoadBytesSql),
+                                 std::string(kSaveBytesSql), std::string(kOldestSql), std::string(kNewestSql),
+                                 std::string(kUsedSql), std::string(kMeasureSql)}) {
+    Stmt st;
+    (void)st.Prepare(db, sql);  // kept by the connection's StmtCache; a failure shows when it runs
+  }
+}
 
 Status RetentionSetting(sqlite3* db, const std::string& key, int64_t* out) {
   const Setting* s = Find(key);
@@ -268,9 +309,7 @@ Status EnforceRetention(sqlite3* db) {
   // without __cdc_meta (an earlier version's) has no settings and no marks.
   {
     Stmt follow;
-    if (!follow.Prepare(db, "UPDATE main.__cdc_consumers SET pos = (SELECT coalesce(max(id), 0) FROM main.__cdc_log) "
-                            "WHERE name IN (SELECT substr(key, 6) FROM main.__cdc_meta "
-                            "WHERE key >= 'lost.' AND key < 'lost/')")
+    if (!follow.Prepare(db, kFollowSql)
              .ok()) {
       return Status();
     }
@@ -281,7 +320,7 @@ Status EnforceRetention(sqlite3* db) {
   {
     Stmt get;
     CDC_RETURN_IF_ERROR(get.Prepare(
-        db, "SELECT key, value FROM main.__cdc_meta WHERE key >= 'retention.' AND key < 'retention/'"));
+        db, kSettingsSql));
     int rc;
     while ((rc = get.Step()) == SQLITE_ROW) {
       const std::string key = get.Text(0).substr(10);
@@ -306,10 +345,9 @@ Status EnforceRetention(sqlite3* db) {
   if (max_bytes > 0) {
     CDC_RETURN_IF_ERROR(LoadByteCount(db, &bytes));
     int64_t oldest = 0, newest = 0, used = 0;
-    CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(min(id), 0) FROM main.__cdc_log", &oldest));
-    CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
-    CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT (p.page_count - f.freelist_count) * s.page_size "
-                                     "FROM pragma_page_count AS p, pragma_freelist_count AS f, pragma_page_size AS s",
+    CDC_RETURN_IF_ERROR(QueryInt(db, kOldestSql, &oldest));
+    CDC_RETURN_IF_ERROR(QueryInt(db, kNewestSql, &newest));
+    CDC_RETURN_IF_ERROR(QueryInt(db, kUsedSql,
                                  &used));
     // Counted from scratch when there is no count yet, or it no longer
     // matches the log: pruned by something that did not count (an earlier
@@ -337,12 +375,7 @@ Status EnforceRetention(sqlite3* db) {
   // pruned ones.
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
-      db, std::string("SELECT c.name, n.newest - c.pos, ") + kNowMs +
-              " - (SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1), " + kNowMs +
-              " - max(coalesce(c.acked_ms, c.created_ms), "
-              "coalesce((SELECT value FROM main.__cdc_meta WHERE key = 'read.' || c.name), 0)), n.newest "
-              "FROM main.__cdc_consumers AS c, (SELECT max(id) AS newest FROM main.__cdc_log) AS n "
-              "WHERE n.newest > c.pos AND NOT EXISTS (SELECT 1 FROM main.__cdc_meta WHERE key = 'lost.' || c.name)"));
+      db, ConsumersSql()));
   std::vector<std::pair<std::string, std::string>> lost;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -373,15 +406,14 @@ Status EnforceRetention(sqlite3* db) {
   for (auto& [name, why] : lost) {
     Stmt mark;
     CDC_RETURN_IF_ERROR(mark.Prepare(
-        db, std::string("INSERT OR REPLACE INTO main.__cdc_meta(key, value) VALUES('lost.' || ?1, ?2 || ' (at ' || "
-                        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') || ')')")));
+        db, kMarkSql));
     mark.Bind(1, name);
     mark.Bind(2, why);
     if (mark.Step() != SQLITE_DONE) return Status::FromDb(db, "retention");
     // It no longer holds the log back.
     Stmt mv;
     CDC_RETURN_IF_ERROR(mv.Prepare(
-        db, "UPDATE main.__cdc_consumers SET pos = (SELECT coalesce(max(id), 0) FROM main.__cdc_log) WHERE name = ?1"));
+        db, kMoveSql));
     mv.Bind(1, name);
     if (mv.Step() != SQLITE_DONE) return Status::FromDb(db, "retention");
   }

@@ -61,6 +61,10 @@ Status AccountPrune(sqlite3* db, int64_t upto);
 // The error a read of a lost consumer fails with.
 std::string LostError(const char* fn, const std::string& name, const std::string& reason);
 
+// Prepares EnforceRetention's statements into `db`'s StmtCache (util.h), so
+// that a listener's acker does not parse them while it holds the write lock.
+void WarmRetention(sqlite3* db);
+
 void SqlConfig(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 
 }  // namespace cdc

@@ -53,8 +53,8 @@ constexpr std::chrono::milliseconds kAckRetry{2};
 // consumer is reading (NoteRead: it is not idle, retention.h).
 constexpr std::chrono::milliseconds kLostCheck{250};
 // A position commit checks the retention limits (retention.h) at most this
-// often (always when it also prunes): the check's reads took about a third
-// of a position commit's write lock (cdc_busy_writer trace).
+// often: the check's reads took about a third of a position commit's write
+// lock (cdc_busy_writer trace).
 constexpr std::chrono::seconds kLimitsEvery{10};
 // A stopping listener's last ack tries this often, 1 ms apart.
 constexpr int kAckTriesAtStop = 50;
@@ -114,7 +114,7 @@ void Acker(Listener* l) noexcept {
   for (;;) {
     int64_t want = 0;
     uint64_t gen = 0;
-    bool quit = false, quiet = false;
+    bool quit = false, quiet = false, moves = false;
     const bool backlog = left > kPruneBacklog;
     {
       std::unique_lock<std::mutex> g(l->ack_mu);
@@ -158,6 +158,7 @@ void Acker(Listener* l) noexcept {
       want = l->ack_want;
       gen = l->ack_gen;
       quit = l->ack_quit;
+      moves = want > l->ack_done;
       if (want <= l->ack_done && (quit || (!quiet && !backlog))) {  // nothing to do (or the consumer was re-created)
         if (quit) return;
         continue;
@@ -168,7 +169,7 @@ void Acker(Listener* l) noexcept {
     Status st;
     const int64_t prune = quit ? 0 : quiet ? kQuietPruneRows : backlog ? kAckPruneRows : 0;
     const auto now = std::chrono::steady_clock::now();
-    const bool check_limits = prune > 0 || now - limits_checked >= kLimitsEvery;
+    const bool check_limits = now - limits_checked >= kLimitsEvery;
     try {
       st = AckNoWait(l->ack_db, "cdc_listen", l->name, want, prune, check_limits, &pos, &busy, &left);
     } catch (const std::bad_alloc&) {  // the Savepoint rolled back: retried like any error
@@ -185,7 +186,7 @@ void Acker(Listener* l) noexcept {
     }
     if (st.ok()) {
       attempt = 0;
-      if (check_limits) limits_checked = now;
+      if (check_limits && moves) limits_checked = now;
       seen_version = -1;  // quiet is judged afresh from here
       next_commit = std::chrono::steady_clock::now() + (left > kPruneBacklog ? kPruneEvery : kAckEvery);
       {

@@ -29,9 +29,10 @@
 // cdc_listen) fails with an error that says so and how to recover.
 // cdc_consumer_add(name) starts a lost consumer again.
 //
-// Limits are checked by every ack that moves a position (cdc_ack, a
-// listener's acker), by cdc_consumer_add and cdc_consumer_drop, and by
-// cdc_config with a value, inside their write transaction.
+// Limits are checked by every cdc_ack that moves a position, by a
+// listener's acker when it moves one (at most every 10 s: acker.cc), by
+// cdc_consumer_add and cdc_consumer_drop, and by cdc_config with a value,
+// inside their write transaction.
 #pragma once
 
 #include <string>

@@ -284,6 +284,13 @@ Status NoteRead(sqlite3* db, const std::string& name, bool no_busy_handler) {
   if (!no_busy_handler && QueryInt(db, "PRAGMA busy_timeout", &timeout).ok() && timeout > 0) {
     sqlite3_busy_timeout(db, 0);
   }
+  struct Restore {  // given back however this returns (an allocation failure throws)
+    sqlite3* db;
+    int64_t ms;
+    ~Restore() {
+      if (ms > 0) sqlite3_busy_timeout(db, static_cast<int>(ms));
+    }
+  } restore{db, timeout};
   Stmt rollback, mark;
   if (rollback.Prepare(db, "ROLLBACK").ok() &&
       mark.Prepare(db, "INSERT OR REPLACE INTO main.__cdc_meta(key, value) "
@@ -298,7 +305,6 @@ Status NoteRead(sqlite3* db, const std::string& name, bool no_busy_handler) {
       if (!sqlite3_get_autocommit(db)) rollback.Step();
     }
   }
-  if (timeout > 0) sqlite3_busy_timeout(db, static_cast<int>(timeout));
   return Status();
 }
 

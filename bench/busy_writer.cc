@@ -12,7 +12,10 @@
 // fails with SQLITE_BUSY or SQLITE_LOCKED ("database is locked") is counted
 // and not retried: the next one follows on schedule, as a write that fails
 // would be lost or reported by an application. OUT receives
-// "ATTEMPTS FAILED SECONDS".
+// "ATTEMPTS FAILED SECONDS". With CDC_BUSY_TRACE=FILE set, FILE receives one
+// line per failed write: its CLOCK_MONOTONIC start and end (ns) and SQLite's
+// extended error code (5 SQLITE_BUSY, 517 SQLITE_BUSY_SNAPSHOT, ...), to
+// line up with what else held the database then.
 #include <sqlite3.h>
 #include <time.h>
 
@@ -46,7 +49,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   long failed = 0;
-  timespec start, next, end;
+  const char* trace_path = std::getenv("CDC_BUSY_TRACE");
+  std::ofstream trace;
+  if (trace_path) trace.open(trace_path);
+  timespec start, next, end, t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &start);
   next = start;
   for (long i = 0; i < count; i++) {
@@ -60,10 +66,17 @@ int main(int argc, char** argv) {
       }
     }
     sqlite3_bind_int64(ins, 1, i);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     const int rc = sqlite3_step(ins);
+    const int xrc = sqlite3_extended_errcode(db);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     sqlite3_reset(ins);
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
       failed++;
+      if (trace_path) {
+        trace << (t0.tv_sec * 1000000000LL + t0.tv_nsec) << " " << (t1.tv_sec * 1000000000LL + t1.tv_nsec) << " "
+              << xrc << "\n";
+      }
     } else if (rc != SQLITE_DONE) {
       std::fprintf(stderr, "insert: %s\n", sqlite3_errmsg(db));
       return 1;

@@ -2,11 +2,13 @@
 // describes how the two threads share the work).
 //
 // The reading thread hands each delivered batch's last id over (PostAck);
-// this thread acks the newest one on a connection of its own (AckNoWait:
-// position and pruning in one short write transaction), coalescing the
-// batches delivered meanwhile, at most once per kAckEvery, and never waits
-// for the write lock. It also stops a listener whose consumer retention
-// invalidated.
+// this thread acks the newest one on a connection of its own (AckNoWait: one
+// short write transaction), coalescing the batches delivered meanwhile, at
+// most once per kAckEvery, and never waits for the write lock. It prunes
+// what every consumer acked when the database is quiet (or a backlog grows
+// past kPruneBacklog). It also stops a listener whose consumer retention
+// invalidated, and records that a consumer whose batch is retried or slow
+// is still reading.
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,26 +22,40 @@ namespace cdc {
 
 namespace {
 
-// The acker commits at most this often. Each ack commit costs the listener a
-// wake and an empty read (it is another connection's commit), and holds the
-// write lock: a writer with no busy timeout that comes meanwhile fails.
-// Positions (and what a crash could deliver again) stay at most kAckEvery +
-// kAckFlush behind.
-constexpr std::chrono::milliseconds kAckEvery{250};
-// When an ack left rows to prune (an older backlog), the next prune follows
-// a delivery at least this much later.
-constexpr std::chrono::milliseconds kPruneEvery{20};
-// Log rows one ack commit prunes beyond those it passed (an older backlog,
-// e.g. left by a dropped or invalidated consumer): about 1 us each
-// (SECURE_DELETE), short enough to fit between a paced writer's commits.
-constexpr int64_t kAckPruneRows = 256;
+// The acker commits a position at most this often, right after a delivery
+// (whoever committed what was delivered has just released the write lock).
+// Each commit holds the write lock: a writer with no busy timeout that comes
+// meanwhile fails, and on a loaded machine the few hundred microseconds a
+// commit takes sometimes stretch to milliseconds. Positions (and what a
+// crash could deliver again) stay at most kAckEvery + kAckFlush behind, as
+// with Kafka's consumer auto-commit (5 s by default).
+constexpr std::chrono::milliseconds kAckEvery{1000};
 constexpr std::chrono::milliseconds kAckFlush{40};
+// Pruning costs about 0.3 us a row of write lock (more under load), so it is
+// done when the database is quiet: no commit by any other connection
+// (PRAGMA data_version) for kQuiet, at most kQuietPruneRows per commit, one
+// commit every kQuiet while it stays quiet. Measured with the trace of
+// bench/busy_writer.cc: every failed write of a no-timeout writer beside a
+// listener fell inside one of the acker's commits, most inside a prune.
+constexpr std::chrono::milliseconds kQuiet{50};
+constexpr int64_t kQuietPruneRows = 1000;
+// While writers never leave the database quiet, the log keeps up to this
+// many prunable rows; past it, acks prune kAckPruneRows each, one every
+// kPruneEvery, right after a delivery.
+constexpr int64_t kPruneBacklog = 50000;
+constexpr std::chrono::milliseconds kPruneEvery{20};
+constexpr int64_t kAckPruneRows = 256;
 // After the write lock was found taken, the next try waits for the next
 // delivery (its writer has just committed) at least this long.
 constexpr std::chrono::milliseconds kAckRetry{2};
 // While the reader retries a failed read, the acker checks this often
-// whether the consumer was invalidated (StopIfLost).
+// whether the consumer was invalidated (StopIfLost), and records that the
+// consumer is reading (NoteRead: it is not idle, retention.h).
 constexpr std::chrono::milliseconds kLostCheck{250};
+// A position commit checks the retention limits (retention.h) at most this
+// often: the check's reads took about a third of a position commit's write
+// lock (cdc_busy_writer trace).
+constexpr std::chrono::seconds kLimitsEvery{10};
 // A stopping listener's last ack tries this often, 1 ms apart.
 constexpr int kAckTriesAtStop = 50;
 
@@ -71,11 +87,12 @@ void PostAck(Listener* l, int64_t id) {
 }
 
 // The acker thread: acks the newest delivered id until told to quit, then
-// makes one last attempt. It never waits for the write lock (no busy
-// handler: AckNoWait takes the lock only when it is free, else tries again
-// after the next delivery), and each ack prunes a bounded chunk, so it never
-// keeps an application's writer waiting long, nor makes one with no busy
-// timeout fail more than rarely.
+// makes one last attempt, and prunes what every consumer acked when the
+// database is quiet. It never waits for the write lock (no busy handler:
+// AckNoWait takes the lock only when it is free, else tries again after the
+// next delivery), and each commit is short, so it never keeps an
+// application's writer waiting long, nor makes one with no busy timeout
+// fail more than rarely.
 void Acker(Listener* l) noexcept {
   std::unique_ptr<StmtCache> cache;
   try {
@@ -83,50 +100,78 @@ void Acker(Listener* l) noexcept {
   } catch (const std::bad_alloc&) {  // works without it, parsing every time
   }
   sqlite3_busy_handler(l->ack_db, nullptr, nullptr);
+  if (cache) {
+    try {
+      WarmAck(l->ack_db);
+    } catch (const std::bad_alloc&) {  // parsed when first run instead
+    }
+  }
   int attempt = 0, stop_tries = 0;
-  bool more = false;  // the last ack left rows that can be pruned now
+  int64_t left = 0;  // rows the last commit left that could be pruned
+  int64_t seen_version = -1;  // PRAGMA data_version at the last quiet check
   auto next_commit = std::chrono::steady_clock::now();
+  auto limits_checked = next_commit - kLimitsEvery;
   for (;;) {
     int64_t want = 0;
     uint64_t gen = 0;
-    bool quit = false;
+    bool quit = false, quiet = false, moves = false;
+    const bool backlog = left > kPruneBacklog;
     {
       std::unique_lock<std::mutex> g(l->ack_mu);
-      while (!l->ack_cv.wait_for(g, kLostCheck, [&] { return l->ack_quit || l->ack_want > l->ack_done || more; })) {
+      auto ready = [&] { return l->ack_quit || l->ack_want > l->ack_done || backlog; };
+      while (!l->ack_cv.wait_for(g, left > 0 ? kQuiet : kLostCheck, ready)) {
         g.unlock();  // never both locks at once
-        bool retrying = false;
+        bool reading = false;
         {
           std::lock_guard<std::mutex> m(l->mu);
-          retrying = std::strcmp(l->state, "retrying") == 0;
+          reading = std::strcmp(l->state, "retrying") == 0 || std::strcmp(l->state, "delivering") == 0;
         }
-        const bool lost = retrying && StopIfLost(l);
+        const bool lost = reading && StopIfLost(l);
+        if (reading && !lost) {
+          try {
+            NoteRead(l->ack_db, l->name, true);  // a batch retried or delivered slowly: not idle
+          } catch (const std::bad_alloc&) {  // recorded by a later one
+          }
+        }
+        if (left > 0 && !lost) {
+          // Quiet: nobody committed since the last look, kQuiet ago.
+          int64_t v = -1;
+          if (QueryInt(l->ack_db, "PRAGMA data_version", &v).ok()) {
+            quiet = v == seen_version;
+            seen_version = v;
+          }
+        }
         g.lock();
         if (lost) {
           l->ack_cv.wait(g, [&] { return l->ack_quit; });
           return;
         }
+        if (quiet) break;
       }
-      if (!l->ack_quit && std::chrono::steady_clock::now() < next_commit) {
-        // At most one ack commit per kAckEvery, made right after a delivery
-        // (whoever committed what was delivered has just released the write
-        // lock, so the ack is unlikely to meet a writer), or kAckFlush later
-        // when no delivery comes. A stop acks at once.
+      if (!quiet && !l->ack_quit && std::chrono::steady_clock::now() < next_commit) {
+        // At most one ack commit per kAckEvery (kPruneEvery while pruning a
+        // backlog), made right after a delivery, or kAckFlush later when no
+        // delivery comes. A stop acks at once.
         l->ack_cv.wait_until(g, next_commit + kAckFlush,
                              [&] { return l->ack_quit || l->ack_posted_at >= next_commit; });
       }
       want = l->ack_want;
       gen = l->ack_gen;
       quit = l->ack_quit;
-      if (want <= l->ack_done && (quit || !more)) {  // nothing left to do (or the consumer was re-created)
+      moves = want > l->ack_done;
+      if (want <= l->ack_done && (quit || (!quiet && !backlog))) {  // nothing to do (or the consumer was re-created)
         if (quit) return;
         continue;
       }
     }
     int64_t pos = 0;
-    bool busy = false, left = false;
+    bool busy = false;
     Status st;
+    const int64_t prune = quit ? 0 : quiet ? kQuietPruneRows : backlog ? kAckPruneRows : 0;
+    const auto now = std::chrono::steady_clock::now();
+    const bool check_limits = now - limits_checked >= kLimitsEvery;
     try {
-      st = AckNoWait(l->ack_db, "cdc_listen", l->name, want, kAckPruneRows, &pos, &busy, &left);
+      st = AckNoWait(l->ack_db, "cdc_listen", l->name, want, prune, check_limits, &pos, &busy, &left);
     } catch (const std::bad_alloc&) {  // the Savepoint rolled back: retried like any error
       st = Status::Error("out of memory", SQLITE_NOMEM);
     }
@@ -141,8 +186,9 @@ void Acker(Listener* l) noexcept {
     }
     if (st.ok()) {
       attempt = 0;
-      more = left;
-      next_commit = std::chrono::steady_clock::now() + (more ? kPruneEvery : kAckEvery);
+      if (check_limits && moves) limits_checked = now;
+      seen_version = -1;  // quiet is judged afresh from here
+      next_commit = std::chrono::steady_clock::now() + (left > kPruneBacklog ? kPruneEvery : kAckEvery);
       {
         std::lock_guard<std::mutex> g(l->mu);
         l->position = pos;
@@ -151,7 +197,7 @@ void Acker(Listener* l) noexcept {
       if (gen == l->ack_gen) l->ack_done = std::max(l->ack_done, want);
       continue;
     }
-    more = false;
+    left = 0;
     if (StopIfLost(l)) {
       std::unique_lock<std::mutex> g(l->ack_mu);
       l->ack_cv.wait(g, [&] { return l->ack_quit; });

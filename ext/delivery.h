@@ -21,12 +21,20 @@ Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t
 constexpr int64_t kPruneChunk = 1000;
 // The listener's ack (acker.cc): like AckConsumer, in a transaction of its
 // own that takes the write lock only when it is free (the connection must
-// have no busy handler) and prunes what the ack passed and at most `extra`
-// rows more. *busy: the lock was taken (or, in rollback-journal mode, a
-// reader kept the commit out); nothing changed, try again later. *more: rows
-// are left that could be pruned now.
-Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra,
-                 int64_t* pos, bool* busy, bool* more);
+// have no busy handler), and prunes at most `prune` rows (0: none; pruning is
+// the acker's to schedule), and checks the retention limits only when
+// `check_limits`. *busy: the lock was taken (or, in rollback-journal mode, a
+// reader kept the commit out); nothing changed, try again later. *left: log
+// rows that could be pruned now.
+Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t prune,
+                 bool check_limits, int64_t* pos, bool* busy, int64_t* left);
+// Prepares the statements AckNoWait runs while it holds the write lock into
+// `db`'s StmtCache (util.h): parsed there, they held it for milliseconds on
+// a listener's first ack (cdc_busy_writer trace).
+void WarmAck(sqlite3* db);
+// Log rows every consumer has acked (all but the newest event): what Prune
+// would delete with no chunk limit.
+Status PrunableRows(sqlite3* db, int64_t* rows);
 // Deletes log rows every consumer has acked, always keeping the newest event
 // whole (with its continuation rows), so that ids are never reused; at most
 // `max_rows` ids from the oldest row.

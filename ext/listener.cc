@@ -20,8 +20,8 @@
 //      The next batch starts after the last delivered id, acked or not.
 //      A consumer dropped or re-created meanwhile stops the listener.
 //   The acker is a second thread with a second connection: it acks the
-//   newest delivered id (AckNoWait: position and pruning, one short write
-//   transaction), coalescing batches delivered meanwhile. So the reading
+//   newest delivered id (AckNoWait: one short write transaction), coalescing
+//   batches delivered meanwhile, and prunes when the database is quiet. So the reading
 //   thread never waits for the database's write lock (an application's long
 //   write transaction does not hold up delivery), and pruning runs beside
 //   reading instead of between batches. A crash can redeliver what was

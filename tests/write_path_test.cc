@@ -241,6 +241,25 @@ TEST(Acks, PruneInChunks) {
   EXPECT_EQ(db.One("SELECT min(id) || '..' || max(id) FROM __cdc_log"), "7015..10010");
 }
 
+// A listener's acker prunes what it acked once the database is quiet (no
+// commit for 50 ms), in chunks, down to the newest event.
+TEST(Acks, ListenerPrunesWhenQuiet) {
+  TempDir tmp;
+  Db db(tmp.File("t.db"));
+  db.Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v); SELECT cdc_setup('t');"
+          "SELECT cdc_consumer_add('c')");
+  g_seen = 0;
+  char* err = nullptr;
+  ASSERT_EQ(cdc_listen(db.get(), "c", Count, nullptr, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  db.Exec("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 5000) "
+          "INSERT INTO t(v) SELECT i FROM c");
+  ASSERT_TRUE(Eventually([&] { return g_seen.load() == 5000; }));
+  ASSERT_TRUE(Eventually([&] { return db.One("SELECT count(*) FROM __cdc_log") == "1"; }))
+      << db.One("SELECT count(*) FROM __cdc_log");
+  EXPECT_EQ(db.One("SELECT pos FROM __cdc_consumers"), "5000");
+  ASSERT_EQ(cdc_unlisten(db.get(), "c", &err), SQLITE_OK);
+}
+
 // cdc_status says the journal mode: in rollback-journal modes readers keep
 // writers from committing (docs/reference.md, cdc_listen).
 TEST(Acks, StatusShowsTheJournalMode) {

@@ -635,9 +635,22 @@ struct Writer {
 void OnTerm(int) { g_stop = 1; }
 void OnUsr1(int) { g_die_in_txn = 1; }
 
+// The signals the driver sends a writer: blocked from before its fork until
+// the writer has its handlers (Spawn), so one sent while it starts (slow
+// under ASan) is held pending instead of ending it by default action.
+sigset_t DriverSignals() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGUSR1);
+  sigaddset(&s, SIGTERM);
+  return s;
+}
+
 int WriterMain(const Args& a) {
   signal(SIGTERM, OnTerm);
   signal(SIGUSR1, OnUsr1);
+  const sigset_t sigs = DriverSignals();
+  sigprocmask(SIG_UNBLOCK, &sigs, nullptr);
   Writer w(a);
   w.Loop();
   return 0;
@@ -962,8 +975,15 @@ Child Spawn(const Args& a, const std::vector<std::string>& extra, const std::str
   int fds[2] = {-1, -1};
   bool writer = what[0] == 'w';
   if (writer && pipe(fds) != 0) Die("pipe");
+  // A writer starts with SIGUSR1 and SIGTERM blocked (the mask survives
+  // execv) and unblocks them once its handlers are set (WriterMain): a kill
+  // request sent while it starts waits for it instead of killing it.
+  const sigset_t sigs = DriverSignals();
+  sigset_t old_mask;
+  if (writer) sigprocmask(SIG_BLOCK, &sigs, &old_mask);
   pid_t pid = fork();
   if (pid < 0) Die("fork");
+  if (pid > 0 && writer) sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   if (pid == 0) {
     std::vector<std::string> args = {g_self, "--ext", a.ext, "--dir", a.dir};
     args.insert(args.end(), extra.begin(), extra.end());

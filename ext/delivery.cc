@@ -19,19 +19,18 @@ namespace cdc {
 
 namespace {
 
-// Pruning's statements (named: WarmAck prepares them).
-const char kPruneBoundSql[] =
-    "SELECT min("
-    // no consumer: nobody to keep anything for
-    "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
-    "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)), "
-    "(SELECT min(id) FROM main.__cdc_log) + ?1 - 1)";
+// Pruning's statements (named: WarmAck prepares them). Both are built on
+// one bound: the newest id every consumer has passed (with no consumer,
+// nobody to keep anything for), short of the newest event, which stays
+// whole with its continuation rows so that ids are never reused.
+#define CDC_PRUNE_UPTO                                                                          \
+  "min(coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), " \
+  "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)))"
+const char kPruneBoundSql[] = "SELECT min(" CDC_PRUNE_UPTO ", (SELECT min(id) FROM main.__cdc_log) + ?1 - 1)";
 const char kPruneSql[] = "DELETE FROM main.__cdc_log WHERE id <= ?1";
 const char kPrunableSql[] =
-    "SELECT max(0, coalesce(min("
-    "coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), "
-    "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log))) "
-    "- (SELECT min(id) FROM main.__cdc_log) + 1, 0))";
+    "SELECT max(0, coalesce(" CDC_PRUNE_UPTO " - (SELECT min(id) FROM main.__cdc_log) + 1, 0))";
+#undef CDC_PRUNE_UPTO
 
 std::string NoConsumer(const char* fn, const std::string& name) {
   return std::string(fn) + ": no such consumer: " + NameInMessage(name) +

@@ -82,8 +82,7 @@ Status Prune(sqlite3* db, int64_t max_rows) {
   // about a microsecond per row deleted (SECURE_DELETE), and a writer with
   // no busy timeout fails while it is.
   Stmt bound;
-  CDC_RETURN_IF_ERROR(bound.Prepare(
-      db, kPruneBoundSql));
+  CDC_RETURN_IF_ERROR(bound.Prepare(db, kPruneBoundSql));
   bound.Bind(1, max_rows);
   if (bound.Step() != SQLITE_ROW) return Status::FromDb(db, "prune");
   if (bound.IsNull(0)) return Status();  // nothing to prune

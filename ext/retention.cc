@@ -315,8 +315,7 @@ Status EnforceRetention(sqlite3* db) {
   // without __cdc_meta (an earlier version's) has no settings and no marks.
   {
     Stmt follow;
-    if (!follow.Prepare(db, kFollowSql)
-             .ok()) {
+    if (!follow.Prepare(db, kFollowSql).ok()) {
       return Status();
     }
     if (follow.Step() != SQLITE_DONE) return Status::FromDb(db, "retention");
@@ -325,8 +324,7 @@ Status EnforceRetention(sqlite3* db) {
   for (int i = 0; i < kSettingCount; i++) limit[i] = kSettings[i].def;
   {
     Stmt get;
-    CDC_RETURN_IF_ERROR(get.Prepare(
-        db, kSettingsSql));
+    CDC_RETURN_IF_ERROR(get.Prepare(db, kSettingsSql));
     int rc;
     while ((rc = get.Step()) == SQLITE_ROW) {
       const std::string key = get.Text(0).substr(10);
@@ -353,8 +351,7 @@ Status EnforceRetention(sqlite3* db) {
     int64_t oldest = 0, newest = 0, used = 0;
     CDC_RETURN_IF_ERROR(QueryInt(db, kOldestSql, &oldest));
     CDC_RETURN_IF_ERROR(QueryInt(db, kNewestSql, &newest));
-    CDC_RETURN_IF_ERROR(QueryInt(db, kUsedSql,
-                                 &used));
+    CDC_RETURN_IF_ERROR(QueryInt(db, kUsedSql, &used));
     // Counted from scratch when there is no count yet, or it no longer
     // matches the log: pruned by something that did not count (an earlier
     // version), or ids started again (cdc_teardown() and a new setup).
@@ -380,8 +377,7 @@ Status EnforceRetention(sqlite3* db) {
   // count rows (continuation rows included): the log's ids have no gaps but
   // pruned ones.
   Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(
-      db, ConsumersSql()));
+  CDC_RETURN_IF_ERROR(st.Prepare(db, ConsumersSql()));
   std::vector<std::pair<std::string, std::string>> lost;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -411,15 +407,13 @@ Status EnforceRetention(sqlite3* db) {
   st = Stmt();
   for (auto& [name, why] : lost) {
     Stmt mark;
-    CDC_RETURN_IF_ERROR(mark.Prepare(
-        db, kMarkSql));
+    CDC_RETURN_IF_ERROR(mark.Prepare(db, kMarkSql));
     mark.Bind(1, name);
     mark.Bind(2, why);
     if (mark.Step() != SQLITE_DONE) return Status::FromDb(db, "retention");
     // It no longer holds the log back.
     Stmt mv;
-    CDC_RETURN_IF_ERROR(mv.Prepare(
-        db, kMoveSql));
+    CDC_RETURN_IF_ERROR(mv.Prepare(db, kMoveSql));
     mv.Bind(1, name);
     if (mv.Step() != SQLITE_DONE) return Status::FromDb(db, "retention");
   }

@@ -19,6 +19,11 @@ bool Long() {
   return s && *s && *s != '0';
 }
 
+bool Light() {
+  const char* s = getenv("CDC_FAULTS_LIGHT");
+  return !Long() && s && *s && *s != '0';
+}
+
 double CampaignSeconds() {
   const char* s = getenv("CDC_FAULTS_SECONDS");
   return s && *s ? atof(s) : 0;

@@ -22,6 +22,12 @@ uint64_t Seed();
 // Long campaign (make faults): every fault point instead of a sample, and
 // CDC_FAULTS_SECONDS of randomized runs per campaign test.
 bool Long();
+// CDC_FAULTS_LIGHT=1 (make tsan): each loop of the suite tries the fewest
+// fault points it can (the first, one inside, the last), and the I/O error
+// loops fail each method once, not for good too. The main and ASan runs try
+// the full suite sample; ThreadSanitizer looks for races, and these loops run
+// the extension on one thread (the listener ops still start theirs).
+bool Light();
 double CampaignSeconds();
 
 std::string ExtensionPath();

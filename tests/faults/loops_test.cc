@@ -9,7 +9,8 @@
 //
 // In the suite each loop tries at most a small sample of N (spread over
 // every fault point of the operation); CDC_FAULTS_LONG=1 (make faults) tries
-// every N up to CDC_FAULTS_MAX_N fault points, else that many at random.
+// every N up to CDC_FAULTS_MAX_N fault points, else that many at random;
+// CDC_FAULTS_LIGHT=1 (make tsan) the fewest (harness.h).
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -48,6 +49,7 @@ void Report(const Op& op, const Fault& f, const LoopStats& s) {
 // Fault points tried per loop: `quick` in the suite; in a campaign
 // CDC_FAULTS_MAX_N (default 1000).
 int64_t Budget(int64_t quick, const Op& op) {
+  if (Light()) return 2;
   if (!Long()) return std::max<int64_t>(2, quick / op.quick_share);
   const char* m = getenv("CDC_FAULTS_MAX_N");
   return m && *m ? atoll(m) : 1000;
@@ -111,6 +113,7 @@ TEST_P(Loop, IoErrors) {
   for (const K& k : kinds) {
     for (bool persistent : {false, true}) {
       if (persistent && k.code == SQLITE_BUSY && op.own_busy_wait) continue;
+      if (persistent && Light()) continue;
       Fault f;
       f.alloc = false;
       f.name = std::string(k.name) + (persistent ? "-persistent" : "-transient");

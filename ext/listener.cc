@@ -241,6 +241,7 @@ Status CallSql(Listener* l, const Event* batch, size_t n, size_t* used) {
   } else {
     sqlite3_bind_text64(s, 1, json.data(), json.size(), SQLITE_STATIC, SQLITE_UTF8);
     int rc = sqlite3_step(s);
+    prc = rc == SQLITE_ROW ? SQLITE_OK : sqlite3_extended_errcode(l->reg_db);
     if (rc == SQLITE_ROW) {
       if (sqlite3_column_type(s, 0) == SQLITE_NULL || sqlite3_column_double(s, 0) == 0.0) {
         st = Status::Error(l->sql_fn + " returned a false value");
@@ -250,6 +251,12 @@ Status CallSql(Listener* l, const Event* batch, size_t n, size_t* used) {
     }
   }
   sqlite3_finalize(s);
+  // sqlite3_interrupt on the serving connection: every statement on it fails
+  // until cdc_serve returns, so it ends here (the batch is not acked).
+  if ((prc & 0xff) == SQLITE_INTERRUPT) {
+    Fail(l, Status::Error("cdc_serve: interrupted", SQLITE_INTERRUPT));
+    return l->fatal;
+  }
   // Closed inside the function (Python conn.close(), sqlite3_close_v2): the
   // connection lives on as a zombie until cdc_serve returns; nothing can run
   // on it any more, and a prepare says so.
@@ -427,7 +434,22 @@ void Loop(Listener* l) {
     l->signals->AfterRead(found);
     SetState(l, "idle");
     bool stopped = false;
-    unsigned mask = l->signals->Wait(kNever, l->stop.fd(), &stopped);
+    unsigned mask = 0;
+    if (!l->sql_callback) {
+      mask = l->signals->Wait(kNever, l->stop.fd(), &stopped);
+    } else {
+      // cdc_serve: sqlite3_interrupt on the serving connection ends it. No
+      // signal tells of an interrupt: while idle, look every
+      // kInterruptCheckUs (a timeout here is not a read: the signals' timers
+      // run on); a batch delivered on an interrupted connection fails (CallSql).
+      while (mask == 0 && !stopped) {
+        mask = l->signals->Wait(SystemClock()->NowUs() + kInterruptCheckUs, l->stop.fd(), &stopped);
+        if (mask == 0 && !stopped && Interrupted(l->reg_db)) {
+          Fail(l, Status::Error("cdc_serve: interrupted", SQLITE_INTERRUPT));
+          stopped = true;
+        }
+      }
+    }
     if (stopped) break;
     std::lock_guard<std::mutex> g(l->mu);
     for (int s = 0; s < kSrcCount; s++) {

@@ -160,6 +160,14 @@ Status Exec(sqlite3* db, const std::string& sql) {
   return Status();
 }
 
+bool Interrupted(sqlite3* db) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db, "SELECT 1", -1, &st, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return (rc & 0xff) == SQLITE_INTERRUPT;
+}
+
 Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out) {
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(db, sql));
@@ -305,7 +313,8 @@ void ResultError(sqlite3_context* ctx, const Status& st) {
   switch (st.code() & 0xff) {
     case SQLITE_NOMEM: sqlite3_result_error_nomem(ctx); break;
     case SQLITE_IOERR:
-    case SQLITE_FULL: sqlite3_result_error_code(ctx, st.code()); break;
+    case SQLITE_FULL:
+    case SQLITE_INTERRUPT: sqlite3_result_error_code(ctx, st.code()); break;
     default: break;
   }
 }

@@ -7,6 +7,7 @@
 // the watch and interval signals) until a change is pending for the
 // consumer, the schema changed, or the timeout passed; the answer is then
 // read again on the caller's connection. In memory, it looks every 10 ms.
+// sqlite3_interrupt on the caller's connection ends it (SQLITE_INTERRUPT).
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,6 +48,7 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
     // short of shared cache; look every 10 ms.
     while (pending == 0 && clock->NowUs() < until) {
       usleep(static_cast<useconds_t>(std::min<int64_t>(10000, until - clock->NowUs())));
+      if (Interrupted(db)) return ResultError(ctx, Status::Error("cdc_wait: interrupted", SQLITE_INTERRUPT));
       st = ConsumerPosition(db, fn, name, &pos);
       if (st.ok()) st = PendingCount(db, pos, &pending);
       if (!st.ok()) return ResultError(ctx, st);
@@ -88,8 +90,21 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
       }
       signals.AfterRead(false);
       if (clock->NowUs() >= until) break;
+      // sqlite3_interrupt on the caller's connection (Python interrupt(),
+      // Go's context cancellation, the shell's Ctrl-C) ends the wait: no
+      // signal tells of it, so look every kInterruptCheckUs while nothing
+      // wakes the wait (a timeout here is not a read: the signals' timers
+      // run on).
       bool stopped = false;
-      signals.Wait(until, -1, &stopped);
+      unsigned mask = 0;
+      while (mask == 0 && clock->NowUs() < until) {
+        mask = signals.Wait(std::min(until, clock->NowUs() + kInterruptCheckUs), -1, &stopped);
+        if (mask == 0 && Interrupted(db)) {
+          st = Status::Error("cdc_wait: interrupted", SQLITE_INTERRUPT);
+          break;
+        }
+      }
+      if (!st.ok()) break;
     }
   }
   if (st.ok() && pending == 0) {

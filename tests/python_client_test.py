@@ -199,6 +199,53 @@ db.execute("INSERT INTO items(name) VALUES('late')")
         self.assertEqual([e["after"]["name"] for e in got], ["a", "b", "c"])
         self.assertEqual(self.poll(), [])  # acked after the callback returned
 
+    def test_interrupt_ends_wait_and_serve(self):
+        # Connection.interrupt() from another thread (sqlite3_interrupt) cuts
+        # a blocking call short with OperationalError, and the connection
+        # keeps working.
+        waiter = connect(self.path)
+        box = {}
+
+        def wait():
+            try:
+                box["n"] = waiter.execute("SELECT cdc_wait('py', 90000)").fetchone()[0]
+            except sqlite3.OperationalError as e:
+                box["error"] = str(e)
+
+        t = threading.Thread(target=wait, daemon=True)
+        t.start()
+        t.join(0.3)
+        self.assertTrue(t.is_alive(), box)
+        waiter.interrupt()
+        t.join(60)
+        self.assertFalse(t.is_alive(), "cdc_wait was not cut short by interrupt()")
+        self.assertEqual(box, {"error": "cdc_wait: interrupted"})
+        self.assertEqual(waiter.execute("SELECT cdc_wait('py', 0)").fetchone()[0], 0)
+        waiter.close()
+
+        own = connect(self.path)
+        got = []
+        own.create_function("on_batch", 1, lambda batch: got.append(batch) or 1)
+        served = {}
+
+        def serve():
+            try:
+                served["n"] = own.execute("SELECT cdc_serve('py', 'on_batch')").fetchone()[0]
+            except sqlite3.OperationalError as e:
+                served["error"] = str(e)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        t.join(0.3)
+        self.assertTrue(t.is_alive(), served)
+        own.interrupt()
+        t.join(60)
+        self.assertFalse(t.is_alive(), "cdc_serve was not cut short by interrupt()")
+        self.assertEqual(served, {"error": "cdc_serve: interrupted"})
+        status = json.loads(self.db.execute("SELECT cdc_status()").fetchone()[0])
+        self.assertEqual(status["listeners"], [])
+        own.close()
+
     def test_serve_retries_a_batch_the_function_refuses(self):
         calls, done = [], threading.Event()
 

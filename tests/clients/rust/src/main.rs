@@ -7,13 +7,22 @@
 //! feature), captures a table, writes rows, reads them back with cdc_poll
 //! (decoded with serde_json), acks, then consumes a change that the sqlite3
 //! shell, another process that never loads the extension, commits while this
-//! program blocks in cdc_wait. Any mismatch exits 1.
+//! program blocks in cdc_wait. Then push delivery: a thread with a
+//! connection of its own blocks in cdc_serve, which calls a Rust closure
+//! registered as an SQL function once per batch, while the main thread keeps
+//! writing on its connection and the sqlite3 shell writes from another
+//! process; cdc_unlisten from the main connection stops it. Any mismatch
+//! exits 1.
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 fn fail(msg: String) -> ! {
     eprintln!("client.rust: {}", msg);
@@ -187,6 +196,101 @@ fn run(ext: &str, shell: &str, dir: &Path) -> rusqlite::Result<()> {
         &json!(id),
     );
     expect("nothing pending", &json!(poll(&db, "rust")), &json!([]));
+
+    serve_push(&db, ext, shell, &path)
+}
+
+fn open_with_extension(path: &Path, ext: &str) -> rusqlite::Result<Connection> {
+    let db = Connection::open(path)?;
+    unsafe {
+        db.load_extension_enable()?;
+        db.load_extension(ext, None)?;
+    }
+    db.load_extension_disable()?;
+    db.busy_timeout(Duration::from_secs(10))?;
+    Ok(db)
+}
+
+// cdc_serve on a thread with a connection of its own; its function
+// on_changes(batch) is a closure that decodes the batch and hands it to the
+// main thread. A true result acks the batch.
+fn serve_push(db: &Connection, ext: &str, shell: &str, path: &PathBuf) -> rusqlite::Result<()> {
+    int(db, "SELECT cdc_consumer_add('rust_push', 'latest')", []);
+    let (tx, rx) = mpsc::channel::<Vec<Value>>();
+    let tx = AssertUnwindSafe(tx);
+    let (ext2, path2) = (ext.to_string(), path.clone());
+    let server = thread::spawn(move || -> rusqlite::Result<i64> {
+        let conn = open_with_extension(&path2, &ext2)?;
+        conn.create_scalar_function("on_changes", 1, FunctionFlags::SQLITE_UTF8, move |ctx| {
+            let tx = &tx; // the whole wrapper (a closure would capture only its field)
+            let batch: String = ctx.get(0)?;
+            match serde_json::from_str::<Value>(&batch) {
+                Ok(Value::Array(events)) => {
+                    let _ = tx.0.send(events);
+                    Ok(1i64)
+                }
+                _ => Ok(0i64), // not handled: the same batch again, later
+            }
+        })?;
+        conn.query_row("SELECT cdc_serve('rust_push', 'on_changes')", [], |r| r.get(0))
+    });
+
+    // The main thread keeps writing on its connection while batches arrive,
+    // and the sqlite3 shell writes from another process.
+    let mut want: Vec<String> = Vec::new();
+    for i in 10..20 {
+        let name = format!("pushed {}", i);
+        db.execute("INSERT INTO items VALUES(?1, ?2, ?3)", params![i, name, i as f64 / 4.0])?;
+        want.push(name);
+    }
+    db.execute("UPDATE items SET price = price * 2 WHERE id = 10", [])?;
+    want.push("pushed 10".into());
+    let status = Command::new(shell)
+        .arg(path)
+        .arg(".timeout 10000")
+        .arg("INSERT INTO items(id, name, price) VALUES(30, 'shell, pushed', 1.25)")
+        .status()
+        .unwrap_or_else(|e| fail(format!("starting {}: {}", shell, e)));
+    if !status.success() {
+        fail(format!("the sqlite3 shell: {}", status));
+    }
+    want.push("shell, pushed".into());
+
+    let mut got: Vec<String> = Vec::new();
+    let mut last = 0i64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < want.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let batch = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| fail(format!("pushed so far {:?}, want {:?}", got, want)));
+        for e in batch {
+            let id = e["id"].as_i64().unwrap_or_else(|| fail(format!("no id in {}", e)));
+            if id <= last {
+                fail(format!("pushed ids not increasing: {} after {}", id, last));
+            }
+            last = id;
+            got.push(e["after"]["name"].as_str().unwrap_or("?").to_string());
+        }
+    }
+    expect("pushed in commit order", &json!(got), &json!(want));
+
+    // cdc_unlisten from the main connection: cdc_serve returns what it delivered.
+    expect("cdc_unlisten", &json!(int(db, "SELECT cdc_unlisten('rust_push')", [])), &json!(1));
+    let served = server
+        .join()
+        .unwrap_or_else(|_| fail("the serving thread panicked".into()))?;
+    expect("cdc_serve's count", &json!(served), &json!(want.len()));
+    // Acked as delivered (the acker commits a position at most once a second).
+    let position = "SELECT value ->> 'position' FROM json_each(cdc_status(), '$.consumers') \
+                    WHERE value ->> 'name' = 'rust_push'";
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut pos = int(db, position, []);
+    while pos != last && Instant::now() < end {
+        thread::sleep(Duration::from_millis(50));
+        pos = int(db, position, []);
+    }
+    expect("rust_push acked", &json!(pos), &json!(last));
     Ok(())
 }
 

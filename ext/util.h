@@ -149,9 +149,9 @@ Status Exec(sqlite3* db, const std::string& sql);
 Status QueryInt(sqlite3* db, const std::string& sql, int64_t* out);
 
 // Whether sqlite3_interrupt() is in force on `db` (SQLite 3.40 has no
-// sqlite3_is_interrupted): a statement prepared or stepped on an
-// interrupted connection fails with SQLITE_INTERRUPT. Called from inside a
-// function on `db` (the caller's statement keeps the interrupt in force).
+// sqlite3_is_interrupted): SQL prepared on an interrupted connection fails
+// with SQLITE_INTERRUPT. Called from inside a function on `db` (the
+// caller's statement keeps the interrupt in force).
 bool Interrupted(sqlite3* db);
 // How often a call that blocks on the caller's connection (cdc_wait,
 // cdc_serve) looks for an interrupt while it has nothing else to do.

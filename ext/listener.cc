@@ -299,7 +299,14 @@ size_t Deliver(Listener* l, const Event* batch, size_t n) {
 // another one: its created_ms differs, or its position went back.
 Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
   Stmt st;
-  Status prep = st.Prepare(l->db, "SELECT pos, created_ms FROM main.__cdc_consumers WHERE name = ?1");
+  // With the consumer, whether retention invalidated it (retention.h), in
+  // one statement (as ConsumerPosition does): a database of an earlier
+  // version may have no __cdc_meta yet.
+  Status prep = st.Prepare(l->db, "SELECT pos, created_ms, (SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1) "
+                                  "FROM main.__cdc_consumers WHERE name = ?1");
+  if (!prep.ok() && (prep.code() & 0xff) == SQLITE_ERROR) {
+    prep = st.Prepare(l->db, "SELECT pos, created_ms, NULL FROM main.__cdc_consumers WHERE name = ?1");
+  }
   if (!prep.ok()) {
     // Out of memory, an I/O error: retried, not taken for a dropped consumer.
     if ((prep.code() & 0xff) != SQLITE_ERROR || InternalTablesExist(l->db)) return prep;
@@ -320,12 +327,9 @@ Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
     l->have_created = true;
   }
   *same = created == l->created_ms;
-  st = Stmt();
   // Invalidated by retention: reading fails with why, and the acker, seeing
   // the listener retry, stops it with that error (StopIfLost).
-  std::string reason;
-  CDC_RETURN_IF_ERROR(LostReason(l->db, l->name, &reason));
-  if (!reason.empty()) return Status::Error(LostError("cdc_listen", l->name, reason));
+  if (!st.IsNull(2)) return Status::Error(LostError("cdc_listen", l->name, st.Text(2)));
   return Status();
 }
 

@@ -12,11 +12,14 @@
 //   1. PRAGMA data_version on its own connection: a change means another
 //      connection committed since the last look (the acker's commits count
 //      too: that read finds nothing new), so the log needs reading. The first
-//      pass always reads (drain on start).
+//      pass always reads (drain on start). After a wake that can come before
+//      the commit is visible (watch, commit) and finds no change, it looks
+//      again continuously for up to kSpinUs (signals.h) before waiting.
 //   2. Read at most `batch` events after the consumer's position (LogCursor),
 //      call the callback, and on success hand the batch's last id to the
 //      acker. On failure retry the same batch after 10 ms, 20 ms, ... capped
-//      at retry_max_ms; never skip. Repeat until a read finds nothing.
+//      at retry_max_ms; never skip. Repeat while batches come full, or
+//      data_version says someone committed since the last read's snapshot.
 //      The next batch starts after the last delivered id, acked or not.
 //      A consumer dropped or re-created meanwhile stops the listener.
 //   The acker is a second thread with a second connection: it acks the
@@ -302,8 +305,9 @@ Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
   // With the consumer, whether retention invalidated it (retention.h), in
   // one statement (as ConsumerPosition does): a database of an earlier
   // version may have no __cdc_meta yet.
-  Status prep = st.Prepare(l->db, "SELECT pos, created_ms, (SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1) "
-                                  "FROM main.__cdc_consumers WHERE name = ?1");
+  Status prep = st.Prepare(l->db,
+                           "SELECT pos, created_ms, (SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1) "
+                           "FROM main.__cdc_consumers WHERE name = ?1");
   if (!prep.ok() && (prep.code() & 0xff) == SQLITE_ERROR) {
     prep = st.Prepare(l->db, "SELECT pos, created_ms, NULL FROM main.__cdc_consumers WHERE name = ?1");
   }
@@ -373,29 +377,56 @@ Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
   }
 }
 
-// Reads and delivers batches until a read finds nothing or the listener stops.
-Status Drain(Listener* l, bool* found) {
+// Reads and delivers batches until nothing is left or the listener stops.
+// *dv_seen is the connection's PRAGMA data_version as of the last read's
+// snapshot: after a short batch, one look at data_version (no read
+// transaction of its own to speak of) tells whether anyone committed since;
+// only then is the log read again.
+Status Drain(Listener* l, Stmt* dv, int64_t* dv_seen, bool* found) {
   std::vector<Event>& slots = l->slots;
   size_t count = 0;
   while (!l->stop.IsSet()) {
     SetState(l, "reading");
     CDC_RETURN_IF_ERROR(CheckCapture(l->db, "cdc_listen", &l->schema_seen));
-    // One read transaction for the position and the batch: the statements
-    // share one snapshot and one WAL read lock instead of taking their own.
+    // One read transaction for the position, the batch and the data
+    // version: the statements share one snapshot and one WAL read lock
+    // instead of taking their own.
     // (One left open by an out-of-memory exception is ended first.)
     if (!sqlite3_get_autocommit(l->db)) sqlite3_exec(l->db, "ROLLBACK", nullptr, nullptr, nullptr);
     CDC_RETURN_IF_ERROR(Exec(l->db, "BEGIN"));
     Status st = ReadBatch(l, &slots, &count);
+    int64_t snap = -1;
+    if (st.ok()) st = DataVersion(dv, l->db, &snap);
     Status end = Exec(l->db, "COMMIT");  // a read-only transaction: releases the snapshot
     CDC_RETURN_IF_ERROR(st);
     CDC_RETURN_IF_ERROR(end);
+    *dv_seen = snap;
     if (count == 0) return Status();
     *found = true;
     size_t used = Deliver(l, slots.data(), count);
     if (used == 0) return Status();
     l->delivered = slots[used - 1].id;
     PostAck(l, l->delivered);
+    if (used == count && count < static_cast<size_t>(l->opt.batch)) {
+      // The snapshot had no more: read again only if someone committed since.
+      int64_t now_v = -1;
+      CDC_RETURN_IF_ERROR(DataVersion(dv, l->db, &now_v));
+      if (now_v == snap) return Status();
+    }
   }
+  return Status();
+}
+
+// After a wake that can come before the commit it announces is visible
+// (watch, commit), looks at data_version again and again for up to kSpinUs
+// while it stays `seen`: a writer makes its commit visible some tens of
+// microseconds after its first WAL write, and looking on the CPU costs one
+// wake where sleeping through the short re-checks costs two or three, each
+// of which may wait for a CPU on a busy machine. *v receives the last value.
+Status Spin(Listener* l, Stmt* dv, int64_t seen, int64_t* v) {
+  Clock* clock = l->signals->clock();
+  const int64_t until = clock->NowUs() + kSpinUs;
+  while (*v == seen && clock->NowUs() < until) CDC_RETURN_IF_ERROR(DataVersion(dv, l->db, v));
   return Status();
 }
 
@@ -404,6 +435,7 @@ void Loop(Listener* l) {
   int64_t last_dv = -1;
   bool force = true;  // drain on start
   int read_errors = 0;
+  unsigned mask = 0;  // what woke the loop
   while (!l->stop.IsSet()) {
     if (!l->lease.TryTake()) {  // a standby: another listener delivers
       SetState(l, "standby");
@@ -413,10 +445,14 @@ void Loop(Listener* l) {
     }
     int64_t v = -1;
     Status st = DataVersion(&dv, l->db, &v);
+    bool spun = false;
+    if (!force && st.ok() && v == last_dv && (mask & kEarlySources)) {
+      st = Spin(l, &dv, last_dv, &v);
+      spun = true;
+    }
     bool found = false;
     if (force || !st.ok() || v != last_dv) {
-      last_dv = v;
-      st = Drain(l, &found);
+      st = Drain(l, &dv, &last_dv, &found);
       if (!st.ok()) {
         if (l->stop.IsSet()) break;
         NoteError(l, st.message(), true);
@@ -428,10 +464,11 @@ void Loop(Listener* l) {
       read_errors = 0;
     }
     force = false;
+    if (spun) l->signals->Spun();
     l->signals->AfterRead(found);
     SetState(l, "idle");
     bool stopped = false;
-    unsigned mask = l->signals->Wait(kNever, l->stop.fd(), &stopped);
+    mask = l->signals->Wait(kNever, l->stop.fd(), &stopped);
     if (stopped) break;
     std::lock_guard<std::mutex> g(l->mu);
     for (int s = 0; s < kSrcCount; s++) {

@@ -69,13 +69,22 @@ bool Recheck::Due(int64_t now) {
 }
 
 void Recheck::AfterRead(int64_t now, bool found) {
-  if (!fired_) return;
+  const bool fired = fired_;
   fired_ = false;
   if (found) {
-    Arm(now);
-  } else if (++step_ < kSteps) {
+    if (!fired && at_ == kNever) return;  // not running: a wake of another source found them
+    step_ = kSlowStep;
+    at_ = now + StepUs(step_);
+  } else if (fired && ++step_ < kSteps) {
     at_ = now + StepUs(step_);
   }
+}
+
+void Recheck::Spun(int64_t now) {
+  if (!armed() || step_ >= kSlowStep) return;
+  fired_ = false;
+  step_ = kSlowStep;
+  at_ = now + StepUs(step_);
 }
 
 // --- RecheckedSignal -------------------------------------------------------
@@ -242,6 +251,11 @@ unsigned Combiner::Wait(int64_t until, int stop_fd, bool* stopped) {
     if (mask) return mask;
     if (now >= until) return 0;
   }
+}
+
+void Combiner::Spun() {
+  int64_t now = clock_->NowUs();
+  for (auto& s : signals_) s->Spun(now);
 }
 
 void Combiner::AfterRead(bool found) {

@@ -15,6 +15,9 @@
 //                      both on one CPU, and the latency then measures which of
 //                      them it runs first.
 //   listener/latency_shared  the same, unpinned (placement left to the kernel).
+//                      With CDC_LATENCY_DUMP=FILE, both write one line per
+//                      change to FILE: T0 TCOMMIT TEND TCALLBACK (ns,
+//                      CLOCK_MONOTONIC; see latency_writer.cc).
 //   listener/idle_cpu  a listener with default signals on an idle database:
 //                      process CPU time (getrusage RUSAGE_SELF) / wall over 5 s
 //                      (2 s in quick mode), in % of one core.
@@ -235,6 +238,14 @@ void RunLatency(benchmark::State& state, bool pin) {
       after_step.push_back(at - it->second.second);
     }
     if (from_commit.size() != l.t0_at.size()) Die("writer times missing for some changes");
+    if (const char* dump = std::getenv("CDC_LATENCY_DUMP")) {
+      // One line per change, in ns: T0 TCOMMIT TEND TCALLBACK (see latency_writer.cc).
+      std::ofstream d(dump);
+      for (const auto& [t0, at] : l.t0_at) {
+        const auto& w = writer_times[t0];
+        d << t0 << " " << w.first << " " << w.second << " " << at << "\n";
+      }
+    }
     state.counters["commit_p50_us"] = Percentile(from_commit, 0.50) / 1e3;
     state.counters["commit_p99_us"] = Percentile(from_commit, 0.99) / 1e3;
     state.counters["commit_max_us"] =

@@ -12,9 +12,9 @@
 //   1. PRAGMA data_version on its own connection: a change means another
 //      connection committed since the last look (the acker's commits count
 //      too: that read finds nothing new), so the log needs reading. The first
-//      pass always reads (drain on start). After a wake that can come before
-//      the commit is visible (watch, commit) and finds no change, it looks
-//      again continuously for up to kSpinUs (signals.h) before waiting.
+//      pass always reads (drain on start). After a watch wake for a write to
+//      the -wal file that finds no change, it looks again continuously for
+//      up to kSpinUs (signals.h) before waiting.
 //   2. Read at most `batch` events after the consumer's position (LogCursor),
 //      call the callback, and on success hand the batch's last id to the
 //      acker. On failure retry the same batch after 10 ms, 20 ms, ... capped
@@ -418,11 +418,13 @@ Status Drain(Listener* l, Stmt* dv, int64_t* dv_seen, bool* found) {
 }
 
 // After a wake that can come before the commit it announces is visible
-// (watch, commit), looks at data_version again and again for up to kSpinUs
-// while it stays `seen`: a writer makes its commit visible some tens of
-// microseconds after its first WAL write, and looking on the CPU costs one
-// wake where sleeping through the short re-checks costs two or three, each
-// of which may wait for a CPU on a busy machine. *v receives the last value.
+// (watch, commit) and that came with a write to the -wal file, looks at
+// data_version again and again for up to kSpinUs while it stays `seen`: a
+// writer makes its commit visible some tens of microseconds after its first
+// WAL write, and looking on the CPU costs one wake where sleeping through
+// the short re-checks costs two or three, each of which may wait for a CPU
+// on a busy machine. Only in WAL mode, where readers never hold a writer up
+// (signals.h, Signal::WalWrite). *v receives the last value.
 Status Spin(Listener* l, Stmt* dv, int64_t seen, int64_t* v) {
   Clock* clock = l->signals->clock();
   const int64_t until = clock->NowUs() + kSpinUs;
@@ -446,7 +448,7 @@ void Loop(Listener* l) {
     int64_t v = -1;
     Status st = DataVersion(&dv, l->db, &v);
     bool spun = false;
-    if (!force && st.ok() && v == last_dv && (mask & kEarlySources)) {
+    if (!force && st.ok() && v == last_dv && (mask & kEarlySources) && l->signals->WalWrite()) {
       st = Spin(l, &dv, last_dv, &v);
       spun = true;
     }

@@ -129,6 +129,7 @@ std::string WatchSignal::Open(const std::string& db_path) {
 bool WatchSignal::Consume() {
   alignas(inotify_event) char buf[4096];
   bool match = false;
+  wal_write_ = false;
   for (;;) {
     ssize_t n = read(fd_, buf, sizeof buf);
     if (n <= 0) break;
@@ -137,8 +138,10 @@ bool WatchSignal::Consume() {
       if (ev->mask & IN_Q_OVERFLOW) match = true;
       if (ev->len > 0) {
         const char* name = ev->name;
-        for (const auto& want : names_) {
-          if (want == name) match = true;
+        for (size_t i = 0; i < names_.size(); i++) {
+          if (names_[i] != name) continue;
+          match = true;
+          if (i == 1 && (ev->mask & IN_MODIFY)) wal_write_ = true;
         }
       }
       p += sizeof(inotify_event) + ev->len;
@@ -247,8 +250,16 @@ unsigned Combiner::Wait(int64_t until, int stop_fd, bool* stopped) {
       readable[static_cast<size_t>(which[k])] = true;
     }
     unsigned mask = 0;
-    for (size_t i = 0; i < signals_.size(); i++) mask |= signals_[i]->Check(now, readable[i]);
-    if (mask) return mask;
+    bool wal = false;
+    for (size_t i = 0; i < signals_.size(); i++) {
+      const unsigned m = signals_[i]->Check(now, readable[i]);
+      if ((m & ~Bit(kSrcRecheck)) && signals_[i]->WalWrite()) wal = true;  // an event consumed just now
+      mask |= m;
+    }
+    if (mask) {
+      wal_write_ = wal;
+      return mask;
+    }
     if (now >= until) return 0;
   }
 }

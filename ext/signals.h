@@ -71,6 +71,11 @@ class Signal {
   virtual void AfterRead(int64_t now, bool found) { (void)now; (void)found; }
   // The caller looked continuously until `now` after a wake (Recheck::Spun).
   virtual void Spun(int64_t now) { (void)now; }
+  // Whether the last Check that fired consumed a write to the -wal file: a
+  // writer in WAL mode, which readers never hold up. (In rollback-journal
+  // mode every look takes a shared lock on the database, which a writer
+  // needs gone before it can commit: nobody looks there continuously.)
+  virtual bool WalWrite() const { return false; }
 };
 
 // The short re-check schedule after a wake that may precede visibility:
@@ -139,10 +144,12 @@ class WatchSignal : public RecheckedSignal {
   // Watches the directory of `db_path` for changes to the database, its -wal
   // and its -journal. Returns an error message, or "" on success.
   std::string Open(const std::string& db_path);
+  bool WalWrite() const override { return wal_write_; }
 
  private:
   bool Consume() override;
-  std::vector<std::string> names_;  // file names that count, without directory
+  std::vector<std::string> names_;  // file names that count, without directory; -wal second
+  bool wal_write_ = false;
 };
 
 class IntervalSignal : public Signal {
@@ -203,10 +210,13 @@ class Combiner {
   // Reports that the caller looked continuously after the wake (kSpinUs),
   // before AfterRead.
   void Spun();
+  // Whether the last wake came with a write to the -wal file (Signal::WalWrite).
+  bool WalWrite() const { return wal_write_; }
 
  private:
   Clock* clock_;
   std::vector<std::unique_ptr<Signal>> signals_;
+  bool wal_write_ = false;
 };
 
 }  // namespace cdc

@@ -110,6 +110,8 @@ TEST(Signals, WatchFiresForTheDatabaseItsWalAndJournalOnly) {
   for (const char* name : {"app.db", "app.db-wal", "app.db-journal"}) {
     Append(dir.File(name), "x");
     EXPECT_EQ(w.Check(0, true), Bit(kSrcWatch)) << name;
+    // Only a write to the -wal file comes from a writer in WAL mode.
+    EXPECT_EQ(w.WalWrite(), std::string(name) == "app.db-wal") << name;
     EXPECT_EQ(w.Check(0, true), 0u) << name << ": events are consumed";
   }
   // The journal going away is a commit in rollback mode.
@@ -141,6 +143,25 @@ TEST(Signals, WatchReChecksAfterAWakeThatFoundNothing) {
     w.AfterRead(t, false);
   }
   EXPECT_EQ(w.deadline(), kNever);
+}
+
+TEST(Signals, CombinerSaysWhetherAWakeCameWithAWalWrite) {
+  TempDir dir;
+  auto w = std::make_unique<WatchSignal>();
+  ASSERT_EQ(w->Open(dir.File("app.db")), "");
+  Combiner c(SystemClock());
+  c.Add(std::move(w));
+  bool stopped = false;
+  Append(dir.File("app.db-wal"), "x");
+  EXPECT_EQ(c.Wait(kNever, -1, &stopped), Bit(kSrcWatch));
+  EXPECT_TRUE(c.WalWrite());
+  Append(dir.File("app.db-journal"), "x");
+  EXPECT_EQ(c.Wait(kNever, -1, &stopped), Bit(kSrcWatch));
+  EXPECT_FALSE(c.WalWrite());
+  // The re-check that follows is no new write.
+  c.AfterRead(false);
+  EXPECT_EQ(c.Wait(kNever, -1, &stopped), Bit(kSrcRecheck));
+  EXPECT_FALSE(c.WalWrite());
 }
 
 TEST(Signals, WatchOnAMissingDirectoryIsAnError) {
@@ -175,6 +196,7 @@ TEST(Signals, CombinerReturnsWhatFiredAndHonoursStop) {
   cs->Notify();
   EXPECT_EQ(c.Wait(kNever, stop.fd(), &stopped), Bit(kSrcCommit));
   EXPECT_FALSE(stopped);
+  EXPECT_FALSE(c.WalWrite());  // a commit hook does not say which journal mode
   c.AfterRead(true);  // found changes: the re-check restarts, at +250 us
   EXPECT_EQ(c.NextDeadline(), clock.now + Recheck::StepUs(Recheck::kSlowStep));
   // Time passes beyond both deadlines: interval and re-check fire together.

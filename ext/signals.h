@@ -35,10 +35,11 @@ namespace cdc {
 constexpr int64_t kNever = INT64_MAX;
 
 // How long a caller looks continuously for a commit after a wake that can
-// precede it (watch, commit) before it waits for the re-check schedule:
-// commits become visible 20-70 us after their first inotify event
-// (bench listener/latency_shared), and every wait on a busy machine may wait
-// for the scheduler too.
+// precede it and came with a write to the -wal file (WAL mode: see
+// Signal::WalWrite) before it waits for the re-check schedule: commits
+// become visible 20-70 us after their first inotify event (bench
+// listener/latency_shared), and every wait on a busy machine may wait for
+// the scheduler too.
 constexpr int64_t kSpinUs = 100;
 
 // Monotonic time in microseconds.

@@ -80,14 +80,9 @@ bool StopIfLost(Listener* l) noexcept {
 void PostAck(Listener* l, int64_t id) {
   std::lock_guard<std::mutex> g(l->ack_mu);
   if (id > l->ack_want) {
-    // Wakes the acker only when what it waits for came: a first id to ack,
-    // or a delivery at or after its next commit time. (Waking it for every
-    // delivery cost a wake of a second thread per commit, each of which may
-    // wait for a CPU beside the reading thread on a busy machine.)
-    const bool idle = l->ack_want <= l->ack_done;
     l->ack_want = id;
     l->ack_posted_at = std::chrono::steady_clock::now();
-    if (idle || l->ack_posted_at >= l->ack_next) l->ack_cv.notify_one();
+    l->ack_cv.notify_one();
   }
 }
 
@@ -157,10 +152,8 @@ void Acker(Listener* l) noexcept {
         // At most one ack commit per kAckEvery (kPruneEvery while pruning a
         // backlog), made right after a delivery, or kAckFlush later when no
         // delivery comes. A stop acks at once.
-        l->ack_next = next_commit;
         l->ack_cv.wait_until(g, next_commit + kAckFlush,
                              [&] { return l->ack_quit || l->ack_posted_at >= next_commit; });
-        l->ack_next = std::chrono::steady_clock::time_point::min();
       }
       want = l->ack_want;
       gen = l->ack_gen;

@@ -77,9 +77,6 @@ struct Listener {
   int64_t ack_done = 0;   // newest acked id; guarded by ack_mu
   uint64_t ack_gen = 0;   // bumped when the consumer was re-created; guarded by ack_mu
   std::chrono::steady_clock::time_point ack_posted_at;  // of ack_want; guarded by ack_mu
-  // While the acker waits for a delivery made at or after this time (its
-  // next commit), PostAck wakes it only for such a delivery; guarded by ack_mu.
-  std::chrono::steady_clock::time_point ack_next = std::chrono::steady_clock::time_point::min();
   bool ack_quit = false;  // guarded by ack_mu
   CommitSignal* commit = nullptr;  // owned by signals; Notify()'d by the hook
   // The consumer's lease across processes (lease.h): reads and delivers only

@@ -15,6 +15,9 @@
 //                      both on one CPU, and the latency then measures which of
 //                      them it runs first.
 //   listener/latency_shared  the same, unpinned (placement left to the kernel).
+//                      With CDC_LATENCY_DUMP=FILE, both write one line per
+//                      change to FILE: T0 TCOMMIT TEND TCALLBACK (ns,
+//                      CLOCK_MONOTONIC; see latency_writer.cc).
 //   listener/idle_cpu  a listener with default signals on an idle database:
 //                      process CPU time (getrusage RUSAGE_SELF) / wall over 5 s
 //                      (2 s in quick mode), in % of one core.
@@ -165,7 +168,9 @@ cpu_set_t PinTo(const std::vector<int>& cpus) {
 
 void RunLatency(benchmark::State& state, bool pin) {
   const int count = QuickMode() ? 500 : 1000;
-  const int spacing_us = 2000;
+  // CDC_BENCH_LATENCY_SPACING_US: wider spacing, e.g. so that callgrind (about
+  // 50 times slower) still handles each commit on its own.
+  const int spacing_us = static_cast<int>(EnvInt("CDC_BENCH_LATENCY_SPACING_US", 2000));
   const std::vector<int> cpus = AllowedCpus();
   pin = pin && cpus.size() >= 2;
   state.counters["pinned"] = pin ? 1 : 0;
@@ -235,6 +240,14 @@ void RunLatency(benchmark::State& state, bool pin) {
       after_step.push_back(at - it->second.second);
     }
     if (from_commit.size() != l.t0_at.size()) Die("writer times missing for some changes");
+    if (const char* dump = std::getenv("CDC_LATENCY_DUMP")) {
+      // One line per change, in ns: T0 TCOMMIT TEND TCALLBACK (see latency_writer.cc).
+      std::ofstream d(dump);
+      for (const auto& [t0, at] : l.t0_at) {
+        const auto& w = writer_times[t0];
+        d << t0 << " " << w.first << " " << w.second << " " << at << "\n";
+      }
+    }
     state.counters["commit_p50_us"] = Percentile(from_commit, 0.50) / 1e3;
     state.counters["commit_p99_us"] = Percentile(from_commit, 0.99) / 1e3;
     state.counters["commit_max_us"] =

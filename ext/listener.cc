@@ -12,11 +12,14 @@
 //   1. PRAGMA data_version on its own connection: a change means another
 //      connection committed since the last look (the acker's commits count
 //      too: that read finds nothing new), so the log needs reading. The first
-//      pass always reads (drain on start).
+//      pass always reads (drain on start). After a watch wake for a write to
+//      the -wal file that finds no change, it looks again continuously for
+//      up to kSpinUs (signals.h) before waiting.
 //   2. Read at most `batch` events after the consumer's position (LogCursor),
 //      call the callback, and on success hand the batch's last id to the
 //      acker. On failure retry the same batch after 10 ms, 20 ms, ... capped
-//      at retry_max_ms; never skip. Repeat until a read finds nothing.
+//      at retry_max_ms; never skip. Repeat while batches come full, or
+//      data_version says someone committed since the last read's snapshot.
 //      The next batch starts after the last delivered id, acked or not.
 //      A consumer dropped or re-created meanwhile stops the listener.
 //   The acker is a second thread with a second connection: it acks the
@@ -306,7 +309,15 @@ size_t Deliver(Listener* l, const Event* batch, size_t n) {
 // another one: its created_ms differs, or its position went back.
 Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
   Stmt st;
-  Status prep = st.Prepare(l->db, "SELECT pos, created_ms FROM main.__cdc_consumers WHERE name = ?1");
+  // With the consumer, whether retention invalidated it (retention.h), in
+  // one statement (as ConsumerPosition does): a database of an earlier
+  // version may have no __cdc_meta yet.
+  Status prep = st.Prepare(l->db,
+                           "SELECT pos, created_ms, (SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1) "
+                           "FROM main.__cdc_consumers WHERE name = ?1");
+  if (!prep.ok() && (prep.code() & 0xff) == SQLITE_ERROR) {
+    prep = st.Prepare(l->db, "SELECT pos, created_ms, NULL FROM main.__cdc_consumers WHERE name = ?1");
+  }
   if (!prep.ok()) {
     // Out of memory, an I/O error: retried, not taken for a dropped consumer.
     if ((prep.code() & 0xff) != SQLITE_ERROR || InternalTablesExist(l->db)) return prep;
@@ -327,12 +338,9 @@ Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
     l->have_created = true;
   }
   *same = created == l->created_ms;
-  st = Stmt();
   // Invalidated by retention: reading fails with why, and the acker, seeing
   // the listener retry, stops it with that error (StopIfLost).
-  std::string reason;
-  CDC_RETURN_IF_ERROR(LostReason(l->db, l->name, &reason));
-  if (!reason.empty()) return Status::Error(LostError("cdc_listen", l->name, reason));
+  if (!st.IsNull(2)) return Status::Error(LostError("cdc_listen", l->name, st.Text(2)));
   return Status();
 }
 
@@ -376,29 +384,58 @@ Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
   }
 }
 
-// Reads and delivers batches until a read finds nothing or the listener stops.
-Status Drain(Listener* l, bool* found) {
+// Reads and delivers batches until nothing is left or the listener stops.
+// *dv_seen is the connection's PRAGMA data_version as of the last read's
+// snapshot: after a short batch, one look at data_version (no read
+// transaction of its own to speak of) tells whether anyone committed since;
+// only then is the log read again.
+Status Drain(Listener* l, Stmt* dv, int64_t* dv_seen, bool* found) {
   std::vector<Event>& slots = l->slots;
   size_t count = 0;
   while (!l->stop.IsSet()) {
     SetState(l, "reading");
     CDC_RETURN_IF_ERROR(CheckCapture(l->db, "cdc_listen", &l->schema_seen));
-    // One read transaction for the position and the batch: the statements
-    // share one snapshot and one WAL read lock instead of taking their own.
+    // One read transaction for the position, the batch and the data
+    // version: the statements share one snapshot and one WAL read lock
+    // instead of taking their own.
     // (One left open by an out-of-memory exception is ended first.)
     if (!sqlite3_get_autocommit(l->db)) sqlite3_exec(l->db, "ROLLBACK", nullptr, nullptr, nullptr);
     CDC_RETURN_IF_ERROR(Exec(l->db, "BEGIN"));
     Status st = ReadBatch(l, &slots, &count);
+    int64_t snap = -1;
+    if (st.ok()) st = DataVersion(dv, l->db, &snap);
     Status end = Exec(l->db, "COMMIT");  // a read-only transaction: releases the snapshot
     CDC_RETURN_IF_ERROR(st);
     CDC_RETURN_IF_ERROR(end);
+    *dv_seen = snap;
     if (count == 0) return Status();
     *found = true;
     size_t used = Deliver(l, slots.data(), count);
     if (used == 0) return Status();
     l->delivered = slots[used - 1].id;
     PostAck(l, l->delivered);
+    if (used == count && count < static_cast<size_t>(l->opt.batch)) {
+      // The snapshot had no more: read again only if someone committed since.
+      int64_t now_v = -1;
+      CDC_RETURN_IF_ERROR(DataVersion(dv, l->db, &now_v));
+      if (now_v == snap) return Status();
+    }
   }
+  return Status();
+}
+
+// After a wake that can come before the commit it announces is visible
+// (watch, commit) and that came with a write to the -wal file, looks at
+// data_version again and again for up to kSpinUs while it stays `seen`: a
+// writer makes its commit visible some tens of microseconds after its first
+// WAL write, and looking on the CPU costs one wake where sleeping through
+// the short re-checks costs two or three, each of which may wait for a CPU
+// on a busy machine. Only in WAL mode, where readers never hold a writer up
+// (signals.h, Signal::WalWrite). *v receives the last value.
+Status Spin(Listener* l, Stmt* dv, int64_t seen, int64_t* v) {
+  Clock* clock = l->signals->clock();
+  const int64_t until = clock->NowUs() + kSpinUs;
+  while (*v == seen && clock->NowUs() < until) CDC_RETURN_IF_ERROR(DataVersion(dv, l->db, v));
   return Status();
 }
 
@@ -407,6 +444,7 @@ void Loop(Listener* l) {
   int64_t last_dv = -1;
   bool force = true;  // drain on start
   int read_errors = 0;
+  unsigned mask = 0;  // what woke the loop
   while (!l->stop.IsSet()) {
     if (!l->lease.TryTake()) {  // a standby: another listener delivers
       SetState(l, "standby");
@@ -416,10 +454,14 @@ void Loop(Listener* l) {
     }
     int64_t v = -1;
     Status st = DataVersion(&dv, l->db, &v);
+    bool spun = false;
+    if (!force && st.ok() && v == last_dv && (mask & kEarlySources) && l->signals->WalWrite()) {
+      st = Spin(l, &dv, last_dv, &v);
+      spun = true;
+    }
     bool found = false;
     if (force || !st.ok() || v != last_dv) {
-      last_dv = v;
-      st = Drain(l, &found);
+      st = Drain(l, &dv, &last_dv, &found);
       if (!st.ok()) {
         if (l->stop.IsSet()) break;
         NoteError(l, st.message(), true);
@@ -431,10 +473,11 @@ void Loop(Listener* l) {
       read_errors = 0;
     }
     force = false;
+    if (spun) l->signals->Spun();
     l->signals->AfterRead(found);
     SetState(l, "idle");
     bool stopped = false;
-    unsigned mask = 0;
+    mask = 0;
     if (!l->sql_callback) {
       mask = l->signals->Wait(kNever, l->stop.fd(), &stopped);
     } else {
@@ -443,7 +486,7 @@ void Loop(Listener* l) {
       // kInterruptCheckUs (a timeout here is not a read: the signals' timers
       // run on); a batch delivered on an interrupted connection fails (CallSql).
       while (mask == 0 && !stopped) {
-        mask = l->signals->Wait(SystemClock()->NowUs() + kInterruptCheckUs, l->stop.fd(), &stopped);
+        mask = l->signals->Wait(l->signals->clock()->NowUs() + kInterruptCheckUs, l->stop.fd(), &stopped);
         if (mask == 0 && !stopped && Interrupted(l->reg_db)) {
           Fail(l, Status::Error("cdc_serve: interrupted", SQLITE_INTERRUPT));
           stopped = true;

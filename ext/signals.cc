@@ -69,13 +69,22 @@ bool Recheck::Due(int64_t now) {
 }
 
 void Recheck::AfterRead(int64_t now, bool found) {
-  if (!fired_) return;
+  const bool fired = fired_;
   fired_ = false;
   if (found) {
-    Arm(now);
-  } else if (++step_ < kSteps) {
+    if (!fired && at_ == kNever) return;  // not running: a wake of another source found them
+    step_ = kSlowStep;
+    at_ = now + StepUs(step_);
+  } else if (fired && ++step_ < kSteps) {
     at_ = now + StepUs(step_);
   }
+}
+
+void Recheck::Spun(int64_t now) {
+  if (!armed() || step_ >= kSlowStep) return;
+  fired_ = false;
+  step_ = kSlowStep;
+  at_ = now + StepUs(step_);
 }
 
 // --- RecheckedSignal -------------------------------------------------------
@@ -120,6 +129,7 @@ std::string WatchSignal::Open(const std::string& db_path) {
 bool WatchSignal::Consume() {
   alignas(inotify_event) char buf[4096];
   bool match = false;
+  wal_write_ = false;
   for (;;) {
     ssize_t n = read(fd_, buf, sizeof buf);
     if (n <= 0) break;
@@ -128,8 +138,10 @@ bool WatchSignal::Consume() {
       if (ev->mask & IN_Q_OVERFLOW) match = true;
       if (ev->len > 0) {
         const char* name = ev->name;
-        for (const auto& want : names_) {
-          if (want == name) match = true;
+        for (size_t i = 0; i < names_.size(); i++) {
+          if (names_[i] != name) continue;
+          match = true;
+          if (i == 1 && (ev->mask & IN_MODIFY)) wal_write_ = true;
         }
       }
       p += sizeof(inotify_event) + ev->len;
@@ -238,10 +250,23 @@ unsigned Combiner::Wait(int64_t until, int stop_fd, bool* stopped) {
       readable[static_cast<size_t>(which[k])] = true;
     }
     unsigned mask = 0;
-    for (size_t i = 0; i < signals_.size(); i++) mask |= signals_[i]->Check(now, readable[i]);
-    if (mask) return mask;
+    bool wal = false;
+    for (size_t i = 0; i < signals_.size(); i++) {
+      const unsigned m = signals_[i]->Check(now, readable[i]);
+      if ((m & ~Bit(kSrcRecheck)) && signals_[i]->WalWrite()) wal = true;  // an event consumed just now
+      mask |= m;
+    }
+    if (mask) {
+      wal_write_ = wal;
+      return mask;
+    }
     if (now >= until) return 0;
   }
+}
+
+void Combiner::Spun() {
+  int64_t now = clock_->NowUs();
+  for (auto& s : signals_) s->Spun(now);
 }
 
 void Combiner::AfterRead(bool found) {

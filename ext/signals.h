@@ -9,7 +9,8 @@
 //                   before the commit is visible to readers (the writer writes
 //                   its WAL frames, then publishes them in the -shm index), so
 //                   after every watch wake it re-checks on a short schedule
-//                   (Recheck) until eight re-checks in a row find nothing new.
+//                   (Recheck) until the re-checks find nothing new. The
+//                   caller may look continuously for a while first (kSpinUs).
 //   IntervalSignal  a timer: the backstop that makes a lost or early
 //                   notification cost at most one interval. Restarts after
 //                   every read, so an idle listener wakes once per interval.
@@ -33,6 +34,14 @@ namespace cdc {
 
 constexpr int64_t kNever = INT64_MAX;
 
+// How long a caller looks continuously for a commit after a wake that can
+// precede it and came with a write to the -wal file (WAL mode: see
+// Signal::WalWrite) before it waits for the re-check schedule: commits
+// become visible 20-70 us after their first inotify event (bench
+// listener/latency_shared), and every wait on a busy machine may wait for
+// the scheduler too.
+constexpr int64_t kSpinUs = 100;
+
 // Monotonic time in microseconds.
 class Clock {
  public:
@@ -46,6 +55,8 @@ Clock* SystemClock();
 enum Source : int { kSrcWatch = 0, kSrcInterval = 1, kSrcCommit = 2, kSrcRecheck = 3, kSrcCount = 4 };
 const char* SourceName(int source);
 inline unsigned Bit(int source) { return 1u << source; }
+// The sources whose wakes can come before the commit is visible.
+constexpr unsigned kEarlySources = (1u << kSrcWatch) | (1u << kSrcCommit);
 
 class Signal {
  public:
@@ -59,6 +70,13 @@ class Signal {
   virtual unsigned Check(int64_t now, bool readable) = 0;
   // The caller looked at the log after a wake: found = it had new changes.
   virtual void AfterRead(int64_t now, bool found) { (void)now; (void)found; }
+  // The caller looked continuously until `now` after a wake (Recheck::Spun).
+  virtual void Spun(int64_t now) { (void)now; }
+  // Whether the last Check that fired consumed a write to the -wal file: a
+  // writer in WAL mode, which readers never hold up. (In rollback-journal
+  // mode every look takes a shared lock on the database, which a writer
+  // needs gone before it can commit: nobody looks there continuously.)
+  virtual bool WalWrite() const { return false; }
 };
 
 // The short re-check schedule after a wake that may precede visibility:
@@ -66,17 +84,31 @@ class Signal {
 // find nothing, then stops (a writer publishes its commit in the -shm index a
 // few microseconds after its last WAL write, and that publication makes no
 // inotify event: the first steps are short so a wake that came too early
-// costs tens of microseconds, not hundreds); a re-check that finds changes restarts the schedule
-// (more may be on their way), and so does every new wake.
+// costs tens of microseconds, not hundreds). Every new wake starts it again.
+//
+// A read that finds changes while the schedule runs restarts it at its slow
+// part (kSlowStep: 250 us, then 1, 4, 16, 64 ms): the events of a commit
+// come before it is visible, so one that the wake consumed may belong to a
+// commit that became visible only after the read; most of the time they all
+// belonged to what was read, and the short steps found nothing (measured: none
+// of 904 re-checks 20 us after a read that found changes found anything,
+// bench listener/latency_shared, 2026-11-30). A commit that writes after the
+// wake's events were consumed makes an event of its own.
+//
+// Spun(): the caller looked continuously (data_version, for kSpinUs) after
+// the wake instead of waiting for the short steps; the schedule goes on at
+// its slow part.
 class Recheck {
  public:
   static constexpr int kSteps = 8;
+  static constexpr int kSlowStep = 3;
   static int64_t StepUs(int i);
   void Arm(int64_t now);
   int64_t deadline() const { return at_; }
   // True when due; the re-check then awaits AfterRead.
   bool Due(int64_t now);
   void AfterRead(int64_t now, bool found);
+  void Spun(int64_t now);
   bool armed() const { return at_ != kNever || fired_; }
 
  private:
@@ -94,6 +126,7 @@ class RecheckedSignal : public Signal {
   int64_t deadline() const override { return recheck_.deadline(); }
   unsigned Check(int64_t now, bool readable) final;
   void AfterRead(int64_t now, bool found) override { recheck_.AfterRead(now, found); }
+  void Spun(int64_t now) override { recheck_.Spun(now); }
 
  protected:
   explicit RecheckedSignal(int source) : source_(source) {}
@@ -112,10 +145,12 @@ class WatchSignal : public RecheckedSignal {
   // Watches the directory of `db_path` for changes to the database, its -wal
   // and its -journal. Returns an error message, or "" on success.
   std::string Open(const std::string& db_path);
+  bool WalWrite() const override { return wal_write_; }
 
  private:
   bool Consume() override;
-  std::vector<std::string> names_;  // file names that count, without directory
+  std::vector<std::string> names_;  // file names that count, without directory; -wal second
+  bool wal_write_ = false;
 };
 
 class IntervalSignal : public Signal {
@@ -173,10 +208,16 @@ class Combiner {
   unsigned Wait(int64_t until, int stop_fd, bool* stopped);
   // Reports the outcome of the read that followed a wake.
   void AfterRead(bool found);
+  // Reports that the caller looked continuously after the wake (kSpinUs),
+  // before AfterRead.
+  void Spun();
+  // Whether the last wake came with a write to the -wal file (Signal::WalWrite).
+  bool WalWrite() const { return wal_write_; }
 
  private:
   Clock* clock_;
   std::vector<std::unique_ptr<Signal>> signals_;
+  bool wal_write_ = false;
 };
 
 }  // namespace cdc

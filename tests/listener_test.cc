@@ -357,6 +357,163 @@ TEST(Listener, RollbackJournalModeWithWatchOnly) {
   EXPECT_EQ(r.Ids(), Range(1, 5));
 }
 
+// A VFS over the default one whose xSync of a -wal file first sleeps
+// g_wal_sync_delay_us: with synchronous=FULL a writer syncs its WAL frames
+// before it publishes them, so the inotify events of its writes come that
+// long before its commit is visible (the case the re-checks are for).
+std::atomic<int64_t> g_wal_sync_delay_us{0};
+
+struct SlowFile {
+  sqlite3_file base;
+  sqlite3_file* real;  // follows this struct
+  bool wal;
+};
+
+sqlite3_io_methods g_slow_io;
+sqlite3_vfs g_slow_vfs;
+
+sqlite3_file* Real(sqlite3_file* f) { return reinterpret_cast<SlowFile*>(f)->real; }
+
+int SlowOpen(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+  auto* sf = reinterpret_cast<SlowFile*>(f);
+  sf->real = reinterpret_cast<sqlite3_file*>(sf + 1);
+  sf->wal = (flags & SQLITE_OPEN_WAL) != 0;
+  auto* under = static_cast<sqlite3_vfs*>(vfs->pAppData);
+  int rc = under->xOpen(under, name, sf->real, flags, out_flags);
+  static std::mutex init;
+  std::lock_guard<std::mutex> g(init);
+  f->pMethods = sf->real->pMethods ? &g_slow_io : nullptr;
+  if (sf->real->pMethods && g_slow_io.iVersion == 0) {
+    const sqlite3_io_methods* m = sf->real->pMethods;
+    sqlite3_io_methods io = *m;  // every method passes through but xSync
+    io.xClose = [](sqlite3_file* x) { return Real(x)->pMethods->xClose(Real(x)); };
+    io.xRead = [](sqlite3_file* x, void* b, int n, sqlite3_int64 o) {
+      return Real(x)->pMethods->xRead(Real(x), b, n, o);
+    };
+    io.xWrite = [](sqlite3_file* x, const void* b, int n, sqlite3_int64 o) {
+      return Real(x)->pMethods->xWrite(Real(x), b, n, o);
+    };
+    io.xTruncate = [](sqlite3_file* x, sqlite3_int64 n) { return Real(x)->pMethods->xTruncate(Real(x), n); };
+    io.xSync = [](sqlite3_file* x, int fl) {
+      const int64_t us = g_wal_sync_delay_us;
+      if (reinterpret_cast<SlowFile*>(x)->wal && us > 0) usleep(static_cast<useconds_t>(us));
+      return Real(x)->pMethods->xSync(Real(x), fl);
+    };
+    io.xFileSize = [](sqlite3_file* x, sqlite3_int64* n) { return Real(x)->pMethods->xFileSize(Real(x), n); };
+    io.xLock = [](sqlite3_file* x, int l) { return Real(x)->pMethods->xLock(Real(x), l); };
+    io.xUnlock = [](sqlite3_file* x, int l) { return Real(x)->pMethods->xUnlock(Real(x), l); };
+    io.xCheckReservedLock = [](sqlite3_file* x, int* o) { return Real(x)->pMethods->xCheckReservedLock(Real(x), o); };
+    io.xFileControl = [](sqlite3_file* x, int op, void* a) { return Real(x)->pMethods->xFileControl(Real(x), op, a); };
+    io.xSectorSize = [](sqlite3_file* x) { return Real(x)->pMethods->xSectorSize(Real(x)); };
+    io.xDeviceCharacteristics = [](sqlite3_file* x) { return Real(x)->pMethods->xDeviceCharacteristics(Real(x)); };
+    io.xShmMap = [](sqlite3_file* x, int i, int sz, int e, void volatile** pp) {
+      return Real(x)->pMethods->xShmMap(Real(x), i, sz, e, pp);
+    };
+    io.xShmLock = [](sqlite3_file* x, int o, int n, int fl) { return Real(x)->pMethods->xShmLock(Real(x), o, n, fl); };
+    io.xShmBarrier = [](sqlite3_file* x) { Real(x)->pMethods->xShmBarrier(Real(x)); };
+    io.xShmUnmap = [](sqlite3_file* x, int d) { return Real(x)->pMethods->xShmUnmap(Real(x), d); };
+    io.xFetch = [](sqlite3_file* x, sqlite3_int64 o, int n, void** pp) {
+      return Real(x)->pMethods->xFetch(Real(x), o, n, pp);
+    };
+    io.xUnfetch = [](sqlite3_file* x, sqlite3_int64 o, void* p) { return Real(x)->pMethods->xUnfetch(Real(x), o, p); };
+    g_slow_io = io;
+  }
+  return rc;
+}
+
+// Registers "slowsync" (once).
+void RegisterSlowSync() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    sqlite3_vfs* under = sqlite3_vfs_find(nullptr);
+    g_slow_vfs = *under;
+    g_slow_vfs.zName = "slowsync";
+    g_slow_vfs.pAppData = under;
+    g_slow_vfs.szOsFile = static_cast<int>(sizeof(SlowFile)) + under->szOsFile;
+    g_slow_vfs.xOpen = SlowOpen;
+    g_slow_vfs.pNext = nullptr;
+    sqlite3_vfs_register(&g_slow_vfs, 0);
+  });
+}
+
+// A watch wake comes before its commit is visible by more than a listener
+// looks continuously after it (signals.h, kSpinUs), by more than the short
+// re-checks, and after a read that found changes: each commit still arrives
+// with the watch alone (no interval, no commit hook, no later write).
+TEST(Listener, WatchWakesBeforeTheCommitIsVisibleAreStillDelivered) {
+  RegisterSlowSync();
+  TempDir tmp;
+  Recorder r;
+  Db db(tmp.File("t.db"));
+  Prepare(db);
+  Db writer("file:" + tmp.File("t.db") + "?vfs=slowsync", false);
+  writer.Exec("PRAGMA synchronous=FULL");
+  ASSERT_EQ(Listen(db, "c", &r, "{\"signals\": [\"watch\"]}"), "");
+  auto rechecks = [&] { return std::stoll(db.One("SELECT cdc_status() ->> '$.listeners[0].wakes.recheck'")); };
+  int64_t n = 0;
+  for (int64_t delay_us : {0, 50, 300, 3000, 50000, 0, 3000}) {
+    g_wal_sync_delay_us = delay_us;
+    const int64_t before = rechecks();
+    writer.Exec("INSERT INTO t(v) VALUES(" + std::to_string(delay_us) + ")");
+    n++;
+    ASSERT_TRUE(Eventually([&] { return r.Count() >= static_cast<size_t>(n); }))
+        << "delay " << delay_us << " us: " << db.One("SELECT cdc_status()");
+    // 50 ms late: found by a re-check of the listener's own, not by a later
+    // write (the acker's commits are writes too, but at most one a second).
+    if (delay_us == 50000) {
+      EXPECT_GT(rechecks(), before) << db.One("SELECT cdc_status()");
+    }
+  }
+  // Two commits in a row, the second published long after its events while
+  // the listener reads the first.
+  g_wal_sync_delay_us = 0;
+  writer.Exec("INSERT INTO t(v) VALUES('a')");
+  g_wal_sync_delay_us = 3000;
+  writer.Exec("INSERT INTO t(v) VALUES('b')");
+  n += 2;
+  ASSERT_TRUE(Eventually([&] { return r.Count() >= static_cast<size_t>(n); })) << db.One("SELECT cdc_status()");
+  g_wal_sync_delay_us = 0;
+  EXPECT_EQ(r.Ids(), Range(1, n));
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
+// Writers on three connections commit as fast as they can, some of them
+// publishing their commits late (slow WAL sync), while the listener reads
+// and delivers: whatever commits while a batch is read or delivered, or
+// between the look at data_version and the read, arrives, once, in order.
+TEST(Listener, NoChangeIsMissedWhenCommitsRaceTheReads) {
+  RegisterSlowSync();
+  TempDir tmp;
+  Recorder r;
+  Db db(tmp.File("t.db"));
+  Prepare(db);
+  ASSERT_EQ(Listen(db, "c", &r, "{\"signals\": [\"watch\"], \"batch\": 4}"), "");
+  const int kWriters = 3, kEach = 100;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; w++) {
+    writers.emplace_back([&, w] {
+      Db c("file:" + tmp.File("t.db") + "?vfs=slowsync", false);
+      c.Exec("PRAGMA busy_timeout=10000; PRAGMA synchronous=FULL");
+      for (int i = 0; i < kEach; i++) {
+        c.Exec("INSERT INTO t(v) VALUES(" + std::to_string(w * 1000 + i) + ")");
+        if (i % 10 == w) std::this_thread::sleep_for(std::chrono::microseconds(200 * w));
+      }
+    });
+  }
+  // Some commits publish 0.5 ms after their events, while the others run.
+  for (int i = 0; i < 20; i++) {
+    g_wal_sync_delay_us = i % 2 ? 500 : 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  for (auto& t : writers) t.join();
+  g_wal_sync_delay_us = 0;
+  const size_t total = kWriters * kEach;
+  ASSERT_TRUE(Eventually([&] { return r.Count() >= total; })) << r.Count() << " " << db.One("SELECT cdc_status()");
+  EXPECT_EQ(r.Ids(), Range(1, static_cast<int64_t>(total)));
+  EXPECT_EQ(db.One("SELECT count(*) FROM t"), std::to_string(total));
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
 TEST(Listener, WorksOnTheRegisteringConnectionsNonDefaultVfs) {
   // unix-dotfile locks with a lock file: a listener on the default VFS would
   // not see the writer's locks. Rollback-journal mode (no shared memory).

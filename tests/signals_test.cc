@@ -55,13 +55,45 @@ TEST(Signals, RecheckScheduleBacksOffAndStopsWhenNothingIsFound) {
   }
   EXPECT_EQ(r.deadline(), kNever);
   EXPECT_FALSE(r.armed());
-  // A re-check that finds something starts the schedule again.
+  // A re-check that finds something starts the schedule again, at its slow
+  // part: the short steps are for a wake that came before its commit.
   r.Arm(0);
   ASSERT_TRUE(r.Due(Recheck::StepUs(0)));
   r.AfterRead(Recheck::StepUs(0), false);
   ASSERT_TRUE(r.Due(r.deadline()));
   r.AfterRead(5000, true);
-  EXPECT_EQ(r.deadline(), 5000 + Recheck::StepUs(0));
+  EXPECT_EQ(r.deadline(), 5000 + Recheck::StepUs(Recheck::kSlowStep));
+  // So does a read that finds something right after the wake, before any
+  // re-check fired.
+  r.Arm(10000);
+  r.AfterRead(10005, true);
+  EXPECT_EQ(r.deadline(), 10005 + Recheck::StepUs(Recheck::kSlowStep));
+  // Not running, a read that finds changes (woken by another source) arms
+  // nothing.
+  Recheck idle;
+  idle.AfterRead(0, true);
+  EXPECT_FALSE(idle.armed());
+}
+
+TEST(Signals, RecheckAfterASpinGoesOnAtTheSlowSteps) {
+  Recheck r;
+  r.Spun(0);  // not armed: nothing to skip
+  EXPECT_FALSE(r.armed());
+  r.Arm(0);
+  // The caller looked continuously for kSpinUs instead of the short steps.
+  r.Spun(kSpinUs);
+  EXPECT_EQ(r.deadline(), kSpinUs + Recheck::StepUs(Recheck::kSlowStep));
+  r.AfterRead(kSpinUs, false);  // the read after the spin: not a re-check, changes nothing
+  EXPECT_EQ(r.deadline(), kSpinUs + Recheck::StepUs(Recheck::kSlowStep));
+  int64_t t = r.deadline();
+  int fired = 0;
+  while (r.deadline() != kNever) {
+    t = r.deadline();
+    ASSERT_TRUE(r.Due(t));
+    r.AfterRead(t, false);
+    fired++;
+  }
+  EXPECT_EQ(fired, Recheck::kSteps - Recheck::kSlowStep);
 }
 
 TEST(Signals, WatchFiresForTheDatabaseItsWalAndJournalOnly) {
@@ -78,6 +110,8 @@ TEST(Signals, WatchFiresForTheDatabaseItsWalAndJournalOnly) {
   for (const char* name : {"app.db", "app.db-wal", "app.db-journal"}) {
     Append(dir.File(name), "x");
     EXPECT_EQ(w.Check(0, true), Bit(kSrcWatch)) << name;
+    // Only a write to the -wal file comes from a writer in WAL mode.
+    EXPECT_EQ(w.WalWrite(), std::string(name) == "app.db-wal") << name;
     EXPECT_EQ(w.Check(0, true), 0u) << name << ": events are consumed";
   }
   // The journal going away is a commit in rollback mode.
@@ -100,15 +134,34 @@ TEST(Signals, WatchReChecksAfterAWakeThatFoundNothing) {
   t = w.deadline();
   EXPECT_EQ(w.Check(t, false), Bit(kSrcRecheck));
   w.AfterRead(t, true);  // this time the change was there
-  EXPECT_EQ(w.deadline(), t + Recheck::StepUs(0));
+  EXPECT_EQ(w.deadline(), t + Recheck::StepUs(Recheck::kSlowStep));
   // Nothing more: the schedule runs out.
-  for (int i = 0; i < Recheck::kSteps; i++) {
+  for (int i = Recheck::kSlowStep; i < Recheck::kSteps; i++) {
     t = w.deadline();
     ASSERT_NE(t, kNever);
     EXPECT_EQ(w.Check(t, false), Bit(kSrcRecheck));
     w.AfterRead(t, false);
   }
   EXPECT_EQ(w.deadline(), kNever);
+}
+
+TEST(Signals, CombinerSaysWhetherAWakeCameWithAWalWrite) {
+  TempDir dir;
+  auto w = std::make_unique<WatchSignal>();
+  ASSERT_EQ(w->Open(dir.File("app.db")), "");
+  Combiner c(SystemClock());
+  c.Add(std::move(w));
+  bool stopped = false;
+  Append(dir.File("app.db-wal"), "x");
+  EXPECT_EQ(c.Wait(kNever, -1, &stopped), Bit(kSrcWatch));
+  EXPECT_TRUE(c.WalWrite());
+  Append(dir.File("app.db-journal"), "x");
+  EXPECT_EQ(c.Wait(kNever, -1, &stopped), Bit(kSrcWatch));
+  EXPECT_FALSE(c.WalWrite());
+  // The re-check that follows is no new write.
+  c.AfterRead(false);
+  EXPECT_EQ(c.Wait(kNever, -1, &stopped), Bit(kSrcRecheck));
+  EXPECT_FALSE(c.WalWrite());
 }
 
 TEST(Signals, WatchOnAMissingDirectoryIsAnError) {
@@ -143,8 +196,9 @@ TEST(Signals, CombinerReturnsWhatFiredAndHonoursStop) {
   cs->Notify();
   EXPECT_EQ(c.Wait(kNever, stop.fd(), &stopped), Bit(kSrcCommit));
   EXPECT_FALSE(stopped);
+  EXPECT_FALSE(c.WalWrite());  // a commit hook does not say which journal mode
   c.AfterRead(true);  // found changes: the re-check restarts, at +250 us
-  EXPECT_EQ(c.NextDeadline(), clock.now + Recheck::StepUs(0));
+  EXPECT_EQ(c.NextDeadline(), clock.now + Recheck::StepUs(Recheck::kSlowStep));
   // Time passes beyond both deadlines: interval and re-check fire together.
   clock.now += 1000;
   EXPECT_EQ(c.Wait(kNever, stop.fd(), &stopped), Bit(kSrcInterval) | Bit(kSrcRecheck));

@@ -51,7 +51,7 @@ const char* SourceName(int source) {
 // --- Recheck ---------------------------------------------------------------
 
 int64_t Recheck::StepUs(int i) {
-  static const int64_t kUs[kSteps] = {20, 50, 100, 250, 1000, 4000, 16000, 64000};
+  static const int64_t kUs[kSteps] = {20, 50, 100, 250, 1000, 4000, 16000, 64000, 256000, 1000000, 4000000};
   return kUs[std::clamp(i, 0, kSteps - 1)];
 }
 

@@ -80,14 +80,18 @@ class Signal {
 };
 
 // The short re-check schedule after a wake that may precede visibility:
-// re-checks 20, 50, 100 and 250 us, then 1, 4, 16 and 64 ms apart while they
-// find nothing, then stops (a writer publishes its commit in the -shm index a
-// few microseconds after its last WAL write, and that publication makes no
-// inotify event: the first steps are short so a wake that came too early
-// costs tens of microseconds, not hundreds). Every new wake starts it again.
+// re-checks 20, 50, 100 and 250 us, then 1, 4, 16 and 64 ms, then 0.256, 1
+// and 4 s apart while they find nothing, then stops (a writer publishes its
+// commit in the -shm index a few microseconds after its last WAL write, and
+// that publication makes no inotify event: the first steps are short so a
+// wake that came too early costs tens of microseconds, not hundreds; with
+// synchronous=FULL the WAL's fsync comes between, and a slow disk can take
+// longer than the short steps: the long ones find such a commit without the
+// interval, which a listener may have left out, and cost three wakes after
+// a burst of commits). Every new wake starts it again.
 //
 // A read that finds changes while the schedule runs restarts it at its slow
-// part (kSlowStep: 250 us, then 1, 4, 16, 64 ms): the events of a commit
+// part (kSlowStep: 250 us, then 1, 4, 16, 64 ms, ...): the events of a commit
 // come before it is visible, so one that the wake consumed may belong to a
 // commit that became visible only after the read; most of the time they all
 // belonged to what was read, and the short steps found nothing (measured: none
@@ -100,7 +104,7 @@ class Signal {
 // its slow part.
 class Recheck {
  public:
-  static constexpr int kSteps = 8;
+  static constexpr int kSteps = 11;
   static constexpr int kSlowStep = 3;
   static int64_t StepUs(int i);
   void Arm(int64_t now);

@@ -477,6 +477,26 @@ TEST(Listener, WatchWakesBeforeTheCommitIsVisibleAreStillDelivered) {
   EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
 }
 
+// The commit hook fires before the commit is written; with synchronous=FULL
+// and a slow WAL sync (here 400 ms, past the short re-checks) the commit is
+// visible only later, and a listener with the commit signal alone (no watch,
+// no interval) still finds it by its own re-checks.
+TEST(Listener, CommitSignalAloneDeliversACommitPublishedLate) {
+  RegisterSlowSync();
+  TempDir tmp;
+  Recorder r;
+  Db db("file:" + tmp.File("t.db") + "?vfs=slowsync");
+  Prepare(db);
+  db.Exec("PRAGMA synchronous=FULL");
+  ASSERT_EQ(Listen(db, "c", &r, "{\"signals\": [\"commit\"]}"), "");
+  g_wal_sync_delay_us = 400000;
+  db.Exec("INSERT INTO t(v) VALUES('late')");
+  g_wal_sync_delay_us = 0;
+  ASSERT_TRUE(Eventually([&] { return r.Count() >= 1; })) << db.One("SELECT cdc_status()");
+  EXPECT_EQ(r.Ids(), Range(1, 1));
+  EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
+}
+
 // Writers on three connections commit as fast as they can, some of them
 // publishing their commits late (slow WAL sync), while the listener reads
 // and delivers: whatever commits while a batch is read or delivered, or

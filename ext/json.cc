@@ -1,6 +1,7 @@
 // json.cc — see json.h.
 #include "json.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -116,6 +117,101 @@ void JsonInt(std::string* out, int64_t v) {
   out->append(p, static_cast<size_t>(end - p));
 }
 
+namespace {
+
+// The fast path of JsonDouble: the text std::to_chars would write (see
+// below) for a double that is a short decimal, n / 10^k with at most 15
+// significant digits and 1e-8 <= |v| < 1e15 (prices,
+// measurements, most hand-written numbers), without its general algorithm. Writes to buf and returns the
+// end, or nullptr for any other double (the caller then uses to_chars).
+//
+// Why the text is the same: n and 10^k are exact doubles, so n / 10^k is
+// correctly rounded: the double nearest the decimal. When that is v, the
+// decimal's text parses back to v. Two different decimals of at most 15
+// significant digits never round to the same (normal) double (DBL_DIG is
+// 15), so no decimal shorter than n's digits reads back as v, and none as
+// short but different: n's digits, trailing zeros dropped, are the
+// shortest round-trip digits, the ones to_chars finds. Then the layout
+// to_chars picks: fixed or scientific (%f or %e of printf), whichever is
+// shorter, fixed on a tie.
+char* ShortDecimal(char* buf, double v) {
+  // One test finds it: with the most fractional digits k (at most 22, so
+  // that 10^k is exact) that keep a * 10^k below 10^15. A decimal with fewer
+  // is the same number with zeros appended, and a * 10^k is then within
+  // 0.25 of that integer (two roundings of 2^-53 each), so the integer is
+  // found and checked.
+  static const double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  const double a = std::fabs(v);
+  if (!(a >= 1e-8 && a < 1e15)) return nullptr;  // (also NaN)
+  uint64_t bits;
+  std::memcpy(&bits, &a, sizeof bits);
+  const int e2 = static_cast<int>(bits >> 52) - 1023;  // a is normal: 2^e2 <= a < 2^(e2+1)
+  int k = std::min(22, 14 - ((e2 * 1233) >> 12));     // 14 - floor(e2 log10 2): one too many at most
+  double t = a * kPow10[k];
+  if (t >= 1e15) {
+    if (k == 0) return nullptr;
+    t = a * kPow10[--k];
+    if (t >= 1e15) return nullptr;
+  }
+  const uint64_t guess = static_cast<uint64_t>(t + 0.5);  // t + 0.5 is exact below 2^50
+  if (static_cast<double>(guess) / kPow10[k] != a) return nullptr;
+  uint64_t n = guess;
+  // Digits n, value n * 10^e, n without trailing zeros.
+  int e = -k;
+  while (n % 10 == 0) {
+    n /= 10;
+    e++;
+  }
+  char digits[16];
+  int s = 0;
+  for (uint64_t m = n; m; m /= 10) digits[15 - s++] = static_cast<char>('0' + m % 10);
+  const char* d = digits + 16 - s;
+  const int x = e + s - 1;  // the exponent of scientific form
+  const int fixed = e >= 0 ? s + e : (x >= 0 ? s + 1 : s + 1 - x);
+  const int sci = s + (s > 1) + 4;  // d[.ddd]e+XX: |x| < 100 here
+  char* p = buf;
+  if (v < 0) *p++ = '-';
+  if (fixed <= sci) {
+    if (e >= 0) {
+      std::memcpy(p, d, s);
+      p += s;
+      std::memset(p, '0', e);
+      p += e;
+      *p++ = '.';  // an integer-valued REAL keeps a fraction (see JsonDouble)
+      *p++ = '0';
+    } else if (x >= 0) {
+      std::memcpy(p, d, x + 1);
+      p += x + 1;
+      *p++ = '.';
+      std::memcpy(p, d + x + 1, s - x - 1);
+      p += s - x - 1;
+    } else {
+      *p++ = '0';
+      *p++ = '.';
+      std::memset(p, '0', -x - 1);
+      p += -x - 1;
+      std::memcpy(p, d, s);
+      p += s;
+    }
+  } else {
+    *p++ = d[0];
+    if (s > 1) {
+      *p++ = '.';
+      std::memcpy(p, d + 1, s - 1);
+      p += s - 1;
+    }
+    *p++ = 'e';
+    *p++ = x < 0 ? '-' : '+';
+    const int ax = x < 0 ? -x : x;
+    *p++ = static_cast<char>('0' + ax / 10);
+    *p++ = static_cast<char>('0' + ax % 10);
+  }
+  return p;
+}
+
+}  // namespace
+
 void JsonDouble(std::string* out, double v) {
   if (std::isnan(v)) {  // SQLite stores NaN as NULL; kept for safety
     out->append("null", 4);
@@ -127,6 +223,15 @@ void JsonDouble(std::string* out, double v) {
     return;
   }
   char buf[40];
+  if (v == 0) {
+    if (std::signbit(v)) out->append("-0.0", 4);
+    else out->append("0.0", 3);
+    return;
+  }
+  if (char* end = ShortDecimal(buf, v)) {
+    out->append(buf, static_cast<size_t>(end - buf));
+    return;
+  }
   auto r = std::to_chars(buf, buf + sizeof buf - 2, v);  // shortest round-trip form
   char* end = r.ptr;
   // "1" would read back as an integer; keep REALs recognisable as numbers

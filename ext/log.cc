@@ -105,18 +105,17 @@ Status LogCursor::Open(sqlite3* db, const ReadRange& range) {
   if (range.limit <= 0 || range.upto <= range.after) return Status();
   // The scan is a snapshot of the log as it is now: a caller that writes to
   // captured tables while it steps (on the same connection) must not meet
-  // its own new events, or "for each change, write a row" never ends.
-  int64_t newest = 0;
-  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
-  range_.upto = std::min(range_.upto, newest);
-  if (range_.upto <= range_.after) return Status();
-  int64_t start = 0;
-  CDC_RETURN_IF_ERROR(EventFloor(db, range.after, &start));
-  std::string sql = "SELECT * FROM main.__cdc_log WHERE id > ?1 AND id <= ?2";
+  // its own new events, or "for each change, write a row" never ends. Both
+  // bounds are computed once, before the first row (a rowid range): from
+  // the newest event at or before `after` (EventFloor: its continuation
+  // rows come before the next event) to the newest id now.
+  std::string sql =
+      "SELECT * FROM main.__cdc_log WHERE id > coalesce((SELECT id FROM main.__cdc_log WHERE id <= ?1 AND op <> 0 "
+      "ORDER BY id DESC LIMIT 1), 0) AND id <= min(?2, (SELECT coalesce(max(id), 0) FROM main.__cdc_log))";
   if (range.by_table) sql += " AND shape IN (SELECT id FROM main.__cdc_shapes WHERE tbl = ?3)";
   sql += " ORDER BY id";
   CDC_RETURN_IF_ERROR(st_.Prepare(db, sql));
-  st_.Bind(1, start);
+  st_.Bind(1, range.after);
   st_.Bind(2, range_.upto);
   if (range.by_table) st_.Bind(3, range.table);
   return Status();

@@ -49,6 +49,25 @@ const char kUsedSql[] =
     "SELECT (p.page_count - f.freelist_count) * s.page_size "
     "FROM pragma_page_count AS p, pragma_freelist_count AS f, pragma_page_size AS s";
 
+// EnforceRetention's first look, one statement: whether any consumer is
+// lost (its position then follows the newest change), the four settings
+// (NULL: unset), and the largest of each measure over the consumers with
+// pending changes (those of ConsumersSql, lost ones included: with one,
+// the full check runs anyway). Most checks end here.
+std::string ProbeSql() {
+  return std::string("SELECT EXISTS (SELECT 1 FROM main.__cdc_meta WHERE key >= 'lost.' AND key < 'lost/'), "
+                     "(SELECT value FROM main.__cdc_meta WHERE key = 'retention.max_log_rows'), "
+                     "(SELECT value FROM main.__cdc_meta WHERE key = 'retention.max_log_bytes'), "
+                     "(SELECT value FROM main.__cdc_meta WHERE key = 'retention.max_lag_ms'), "
+                     "(SELECT value FROM main.__cdc_meta WHERE key = 'retention.idle_timeout_ms'), "
+                     "max(n.newest - c.pos), max(") +
+         kNowMs + " - (SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1)), max(" +
+         kNowMs + " - max(coalesce(c.acked_ms, c.created_ms), "
+         "coalesce((SELECT value FROM main.__cdc_meta WHERE key = 'read.' || c.name), 0))) "
+         "FROM main.__cdc_consumers AS c, (SELECT max(id) AS newest FROM main.__cdc_log) AS n "
+         "WHERE n.newest > c.pos";
+}
+
 // Per live consumer with pending changes: ids it holds, age of its oldest
 // pending change, time since it last read or acked (or was added), newest id.
 std::string ConsumersSql() {
@@ -196,7 +215,7 @@ int64_t ReadRecordEvery(int64_t idle_ms) {
 }  // namespace
 
 void WarmRetention(sqlite3* db) {
-  for (const std::string& sql : {std::string(kFollowSql), std::string(kSettingsSql), ConsumersSql(),
+  for (const std::string& sql : {ProbeSql(), std::string(kFollowSql), std::string(kSettingsSql), ConsumersSql(),
                                  std::string(kMarkSql), std::string(kMoveSql), std::string(kLoadBytesSql),
                                  std::string(kSaveBytesSql), std::string(kOldestSql), std::string(kNewestSql),
                                  std::string(kUsedSql), std::string(kMeasureSql)}) {
@@ -276,6 +295,13 @@ Status NoteRead(sqlite3* db, const std::string& name, bool no_busy_handler) {
     seen = q.Int(1);
     if (!q.IsNull(2)) idle = q.Int(2);
   }  // the read transaction ends here
+  return NoteReadKnown(db, name, now, seen, idle, no_busy_handler);
+}
+
+Status NoteReadKnown(sqlite3* db, const std::string& name, int64_t now, int64_t seen, int64_t idle_setting,
+                     bool no_busy_handler) {
+  if (sqlite3_txn_state(db, "main") != SQLITE_TXN_NONE || sqlite3_db_readonly(db, "main") == 1) return Status();
+  const int64_t idle = idle_setting >= 0 ? idle_setting : kSettings[kIdle].def;
   if (now - seen < ReadRecordEvery(idle)) return Status();
   // A short write transaction of its own that never waits for the lock: a
   // connection's busy timeout is set aside for it (a custom busy handler
@@ -309,10 +335,26 @@ Status NoteRead(sqlite3* db, const std::string& name, bool no_busy_handler) {
 }
 
 Status EnforceRetention(sqlite3* db) {
-  // Three statements per ack: this runs in every ack that moves a position.
+  // This runs in every ack that moves a position: one statement (ProbeSql)
+  // when no consumer is lost, no byte limit is set and none is past a
+  // limit; else the full check below, which reads it all again.
+  // A database without __cdc_meta (an earlier version's) has no settings
+  // and no marks.
+  {
+    Stmt probe;
+    if (!probe.Prepare(db, ProbeSql()).ok()) return Status();
+    if (probe.Step() != SQLITE_ROW) return Status::FromDb(db, "retention");
+    int64_t limit[kSettingCount];
+    for (int i = 0; i < kSettingCount; i++) limit[i] = probe.IsNull(1 + i) ? kSettings[i].def : probe.Int(1 + i);
+    // A measure past its limit (NULL: no consumer has one).
+    auto past = [&](int col, int64_t lim) { return lim > 0 && !probe.IsNull(col) && probe.Int(col) > lim; };
+    if (probe.Int(0) == 0 && limit[kMaxLogBytes] <= 0 && !past(5, limit[kMaxLogRows]) &&
+        !past(6, limit[kMaxLag]) && !past(7, limit[kIdle])) {
+      return Status();
+    }
+  }
   // Lost consumers never hold the log back: their positions follow the
-  // newest change (reads of them fail before they use it). A database
-  // without __cdc_meta (an earlier version's) has no settings and no marks.
+  // newest change (reads of them fail before they use it).
   {
     Stmt follow;
     if (!follow.Prepare(db, kFollowSql).ok()) {

@@ -35,6 +35,12 @@ size_t Utf8Len(const unsigned char* p, size_t n) {
 
 const char kHex[] = "0123456789ABCDEF";
 
+// "00" to "99": digits are written two at a time.
+const char kPairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 }  // namespace
 
 void JsonString(std::string* out, const char* s, size_t n) {
@@ -91,10 +97,6 @@ void JsonString(std::string* out, const char* s, size_t n) {
 
 void JsonInt(std::string* out, int64_t v) {
   // Two digits at a time from the end (std::to_chars first counts them).
-  static const char kPairs[] =
-      "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-      "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-      "8081828384858687888990919293949596979899";
   char buf[20];
   char* const end = buf + sizeof buf;
   char* p = end;
@@ -119,27 +121,36 @@ void JsonInt(std::string* out, int64_t v) {
 
 namespace {
 
-// The fast path of JsonDouble: the text std::to_chars would write (see
-// below) for a double that is a short decimal, n / 10^k with at most 15
-// significant digits and 1e-8 <= |v| < 1e15 (prices,
-// measurements, most hand-written numbers), without its general algorithm. Writes to buf and returns the
-// end, or nullptr for any other double (the caller then uses to_chars).
+// The fast path of JsonDouble: the text std::to_chars would write (its
+// shortest round-trip form, see below) for every double with
+// 1e-8 <= |v| < 1e15 that has at most 15 significant digits (prices,
+// measurements, most hand-written numbers), and for those with
+// 1e-6 <= |v| < 1e15 that need 16 or 17, without its general algorithm.
+// Writes to buf (at least 32 bytes) and returns the end, or nullptr for
+// any other double, and in the rare cases where the answer would depend on
+// a tie (the caller then uses to_chars).
 //
-// Why the text is the same: n and 10^k are exact doubles, so n / 10^k is
-// correctly rounded: the double nearest the decimal. When that is v, the
-// decimal's text parses back to v. Two different decimals of at most 15
-// significant digits never round to the same (normal) double (DBL_DIG is
-// 15), so no decimal shorter than n's digits reads back as v, and none as
-// short but different: n's digits, trailing zeros dropped, are the
-// shortest round-trip digits, the ones to_chars finds. Then the layout
-// to_chars picks: fixed or scientific (%f or %e of printf), whichever is
-// shorter, fixed on a tie.
-char* ShortDecimal(char* buf, double v) {
-  // One test finds it: with the most fractional digits k (at most 22, so
-  // that 10^k is exact) that keep a * 10^k below 10^15. A decimal with fewer
-  // is the same number with zeros appended, and a * 10^k is then within
-  // 0.25 of that integer (two roundings of 2^-53 each), so the integer is
-  // found and checked.
+// Up to 15 digits: with X = floor(log10 |v|) and k = 14 - X, a decimal
+// n / 10^k with n < 10^15 whose correctly rounded quotient (n and 10^k are
+// exact doubles: IEEE division rounds correctly) is v parses back to v. Two
+// different decimals of at most 15 significant digits never round to the
+// same normal double (DBL_DIG is 15), so n's digits, trailing zeros dropped,
+// are the shortest that read back as v, and the only ones that short: what
+// to_chars finds. A decimal with fewer digits is the same number with zeros
+// appended, and |v| * 10^k is within 0.25 of n (two roundings of 2^-53), so
+// one rounding finds n when there is one.
+//
+// 16 and 17 digits: when no 15-digit decimal reads back as v, the shortest
+// has 16 or 17 digits, and to_chars gives the one nearest v. In integers,
+// exactly: |v| = m * 2^-s, so |v| * 10^k = m * 10^k / 2^s (below 2^127 when
+// k <= 22). Its nearest integer c reads back as v when it is less than half
+// a unit in the last place of v away: |c * 2^s - m * 10^k| < 10^k / 2. The
+// two ties (c halfway between two integers; c exactly half an ulp away) and
+// the bottom of a binade (its lower neighbour is nearer) go to to_chars.
+//
+// The layout to_chars picks: fixed or scientific (%f or %e of printf),
+// whichever is shorter, fixed on a tie.
+char* ShortestDecimal(char* buf, double v) {
   static const double kPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
   const double a = std::fabs(v);
@@ -154,19 +165,64 @@ char* ShortDecimal(char* buf, double v) {
     t = a * kPow10[--k];
     if (t >= 1e15) return nullptr;
   }
-  const uint64_t guess = static_cast<uint64_t>(t + 0.5);  // t + 0.5 is exact below 2^50
-  if (static_cast<double>(guess) / kPow10[k] != a) return nullptr;
-  uint64_t n = guess;
-  // Digits n, value n * 10^e, n without trailing zeros.
-  int e = -k;
-  while (n % 10 == 0) {
-    n /= 10;
-    e++;
+  uint64_t n = static_cast<uint64_t>(t + 0.5);  // t + 0.5 is exact below 2^50
+  if (static_cast<double>(n) / kPow10[k] != a) {
+    // No decimal of 15 digits (k = 14 - X when t >= 1e14): 16, then 17.
+    const uint64_t m = (bits & ((uint64_t{1} << 52) - 1)) | (uint64_t{1} << 52);
+    const int shift = 52 - e2;  // a = m / 2^shift; 3..72 here
+    if (t < 1e14 || k > 20 || m == uint64_t{1} << 52) return nullptr;
+    using u128 = unsigned __int128;
+    const u128 one = 1;
+    bool found = false;
+    for (int digits = 16; digits <= 17 && !found; digits++) {
+      k++;
+      const u128 p10 = static_cast<u128>(static_cast<uint64_t>(kPow10[k < 19 ? k : 19])) *
+                       (k < 19 ? 1 : static_cast<uint64_t>(kPow10[k - 19]));  // 10^k, exactly
+      const u128 scaled = static_cast<u128>(m) * p10;
+      u128 c = scaled >> shift;
+      const u128 rem = scaled - (c << shift), half = one << (shift - 1);
+      if (rem == half) return nullptr;
+      u128 off = rem;  // |c * 2^shift - scaled|
+      if (rem > half) {
+        c++;
+        off = (one << shift) - rem;
+      }
+      if (2 * off == p10) return nullptr;
+      if (2 * off > p10) continue;  // reads back as another double
+      const uint64_t lo = digits == 16 ? 1000000000000000ULL : 10000000000000000ULL;
+      if (c < lo || c >= 10 * static_cast<u128>(lo)) return nullptr;
+      n = static_cast<uint64_t>(c);
+      found = true;
+    }
+    if (!found) return nullptr;
   }
-  char digits[16];
-  int s = 0;
-  for (uint64_t m = n; m; m /= 10) digits[15 - s++] = static_cast<char>('0' + m % 10);
-  const char* d = digits + 16 - s;
+  // Digits n, value n * 10^e, n without trailing zeros (15 at most; none
+  // with 16 or 17 digits: dropping one would leave a shorter decimal that
+  // reads back as v).
+  int e = -k;
+  if (n % 100000000 == 0) n /= 100000000, e += 8;
+  if (n % 10000 == 0) n /= 10000, e += 4;
+  if (n % 100 == 0) n /= 100, e += 2;
+  if (n % 10 == 0) n /= 10, e += 1;
+  char digits[20];
+  char* const dend = digits + sizeof digits;
+  char* d = dend;
+  uint64_t r = n;
+  while (r >= 100) {
+    const size_t pair = static_cast<size_t>(r % 100) * 2;
+    r /= 100;
+    d -= 2;
+    d[0] = kPairs[pair];
+    d[1] = kPairs[pair + 1];
+  }
+  if (r >= 10) {
+    d -= 2;
+    d[0] = kPairs[r * 2];
+    d[1] = kPairs[r * 2 + 1];
+  } else {
+    *--d = static_cast<char>('0' + r);
+  }
+  const int s = static_cast<int>(dend - d);
   const int x = e + s - 1;  // the exponent of scientific form
   const int fixed = e >= 0 ? s + e : (x >= 0 ? s + 1 : s + 1 - x);
   const int sci = s + (s > 1) + 4;  // d[.ddd]e+XX: |x| < 100 here
@@ -228,7 +284,7 @@ void JsonDouble(std::string* out, double v) {
     else out->append("0.0", 3);
     return;
   }
-  if (char* end = ShortDecimal(buf, v)) {
+  if (char* end = ShortestDecimal(buf, v)) {
     out->append(buf, static_cast<size_t>(end - buf));
     return;
   }

@@ -125,12 +125,20 @@ TEST(DoubleText, ShortDecimalsAsToChars) {
 
 // Every other kind of double: random bit patterns, integer-valued reals
 // around every power of ten, powers of ten and two, the edges of the fast
-// path (1e-8, 1e15), subnormals, the extremes, zeros and infinities.
+// path (1e-8, 1e-6, 1e15), subnormals, the extremes, zeros and infinities.
 TEST(DoubleText, EveryKindOfDoubleAsToChars) {
   std::mt19937_64 rng(1717);
   std::vector<double> v;
   for (int i = 0; i < 60000; i++) v.push_back(FromBits(rng()));
   for (int i = 0; i < 5000; i++) v.push_back(FromBits(rng() & 0x000fffffffffffffULL));  // subnormals
+  // Random doubles from 2^-30 to 2^52 (16 and 17 digits: the exact path),
+  // and quotients like the benchmark's.
+  for (int i = 0; i < 60000; i++) {
+    const uint64_t exp = 1023 - 30 + rng() % 83;
+    v.push_back(FromBits((exp << 52) | (rng() & 0x000fffffffffffffULL) | (i % 2 ? 0x8000000000000000ULL : 0)));
+    v.push_back(static_cast<double>(rng() % 100000) / 7.0);
+    v.push_back(static_cast<double>(rng() % 1000000007) / 3.0 * std::pow(10.0, static_cast<int>(rng() % 20) - 10));
+  }
   for (int e = -30; e <= 30; e++) {
     const double p = std::strtod(("1e" + std::to_string(e)).c_str(), nullptr);
     for (double d : {p, std::nextafter(p, 0.0), std::nextafter(p, HUGE_VAL), 2 * p, 5 * p, 9.5 * p, 1.5 * p,
@@ -141,7 +149,7 @@ TEST(DoubleText, EveryKindOfDoubleAsToChars) {
   }
   for (int e = -1074; e <= 1023; e++) v.push_back(std::ldexp(1.0, e));
   for (int64_t n = 1; n < 2000000; n = n * 3 + 1) v.push_back(static_cast<double>(n));
-  for (double d : {0.0, -0.0, 1e-8, 9.999999999999999e-9, 1e15, 999999999999999.0, 999999999999999.9,
+  for (double d : {0.0, -0.0, 1e-8, 9.999999999999999e-9, 1e-6, 9.999999999999999e-7, 1.0000000000000002e-6, 1e15, 999999999999999.0, 999999999999999.9,
                    99999999999999.99, 0.1 + 0.2, 1.0 / 3, 2.0 / 3, DBL_MIN, DBL_TRUE_MIN, DBL_MAX, -DBL_MAX,
                    DBL_EPSILON, 4503599627370496.5, 9007199254740993.0, 123456789012345.6, 0.000123456789,
                    1e22, 1e23, 5e-324, 1.7976931348623157e308, std::numeric_limits<double>::infinity(),

@@ -95,28 +95,40 @@ void JsonString(std::string* out, const char* s, size_t n) {
   out->push_back('"');
 }
 
-void JsonInt(std::string* out, int64_t v) {
-  // Two digits at a time from the end (std::to_chars first counts them).
-  char buf[20];
-  char* const end = buf + sizeof buf;
-  char* p = end;
+char* JsonIntTo(char* p, int64_t v) {
+  // Counts the digits (from the bit length), then writes two at a time from
+  // the end.
+  static const uint64_t kPow10u[] = {1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+                                     10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+                                     100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+                                     100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+                                     100000000000000000ULL, 1000000000000000000ULL,
+                                     10000000000000000000ULL};
   uint64_t u = v < 0 ? 0 - static_cast<uint64_t>(v) : static_cast<uint64_t>(v);
+  if (v < 0) *p++ = '-';
+  const int t = ((64 - __builtin_clzll(u | 1)) * 1233) >> 12;  // floor(log10 u) or one more
+  char* const end = p + t + (u >= kPow10u[t] || u == 0 ? 1 : 0);
+  char* q = end;
   while (u >= 100) {
     const size_t d = static_cast<size_t>(u % 100) * 2;
     u /= 100;
-    p -= 2;
-    p[0] = kPairs[d];
-    p[1] = kPairs[d + 1];
+    q -= 2;
+    q[0] = kPairs[d];
+    q[1] = kPairs[d + 1];
   }
   if (u >= 10) {
-    p -= 2;
-    p[0] = kPairs[u * 2];
-    p[1] = kPairs[u * 2 + 1];
+    q -= 2;
+    q[0] = kPairs[u * 2];
+    q[1] = kPairs[u * 2 + 1];
   } else {
-    *--p = static_cast<char>('0' + u);
+    *--q = static_cast<char>('0' + u);
   }
-  if (v < 0) *--p = '-';
-  out->append(p, static_cast<size_t>(end - p));
+  return end;
+}
+
+void JsonInt(std::string* out, int64_t v) {
+  char buf[kJsonNumberMax];
+  out->append(buf, static_cast<size_t>(JsonIntTo(buf, v) - buf));
 }
 
 namespace {
@@ -268,36 +280,37 @@ char* ShortestDecimal(char* buf, double v) {
 
 }  // namespace
 
-void JsonDouble(std::string* out, double v) {
+char* JsonDoubleTo(char* p, double v) {
   if (std::isnan(v)) {  // SQLite stores NaN as NULL; kept for safety
-    out->append("null", 4);
-    return;
+    std::memcpy(p, "null", 4);
+    return p + 4;
   }
   if (std::isinf(v)) {
-    if (v > 0) out->append("9e999", 5);
-    else out->append("-9e999", 6);
-    return;
+    if (v < 0) *p++ = '-';
+    std::memcpy(p, "9e999", 5);
+    return p + 5;
   }
-  char buf[40];
   if (v == 0) {
-    if (std::signbit(v)) out->append("-0.0", 4);
-    else out->append("0.0", 3);
-    return;
+    if (std::signbit(v)) *p++ = '-';
+    std::memcpy(p, "0.0", 3);
+    return p + 3;
   }
-  if (char* end = ShortestDecimal(buf, v)) {
-    out->append(buf, static_cast<size_t>(end - buf));
-    return;
-  }
-  auto r = std::to_chars(buf, buf + sizeof buf - 2, v);  // shortest round-trip form
+  if (char* end = ShortestDecimal(p, v)) return end;
+  auto r = std::to_chars(p, p + kJsonNumberMax - 2, v);  // shortest round-trip form
   char* end = r.ptr;
   // "1" would read back as an integer; keep REALs recognisable as numbers
   // with a fraction or exponent so consumers can tell 1 from 1.0.
-  const size_t len = static_cast<size_t>(end - buf);
-  if (!std::memchr(buf, '.', len) && !std::memchr(buf, 'e', len)) {
+  const size_t len = static_cast<size_t>(end - p);
+  if (!std::memchr(p, '.', len) && !std::memchr(p, 'e', len)) {
     *end++ = '.';
     *end++ = '0';
   }
-  out->append(buf, static_cast<size_t>(end - buf));
+  return end;
+}
+
+void JsonDouble(std::string* out, double v) {
+  char buf[kJsonNumberMax];
+  out->append(buf, static_cast<size_t>(JsonDoubleTo(buf, v) - buf));
 }
 
 void JsonBlob(std::string* out, const void* p, size_t n) {

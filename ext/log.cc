@@ -2,32 +2,57 @@
 #include "log.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "json.h"
 
 namespace cdc {
 
 void EventJson(std::string* out, const Event& e) {
-  out->append("{\"id\":");
-  JsonInt(out, e.id);
-  out->append(",\"ts\":");
-  JsonInt(out, e.ts);
-  out->append(",\"table\":");
+  // Few appends: each piece of constant text goes with the number or
+  // image beside it.
+  char buf[3 * kJsonNumberMax];
+  char* p = buf;
+  std::memcpy(p, "{\"id\":", 6);
+  p = JsonIntTo(p + 6, e.id);
+  std::memcpy(p, ",\"ts\":", 6);
+  p = JsonIntTo(p + 6, e.ts);
+  std::memcpy(p, ",\"table\":", 9);
+  out->append(buf, static_cast<size_t>(p + 9 - buf));
   JsonString(out, e.table);
-  out->append(",\"op\":\"");
-  out->append(OpName(e.op));
-  out->push_back('"');
+  const char* op = OpName(e.op);
+  const size_t op_len = std::strlen(op);
+  p = buf;
+  std::memcpy(p, ",\"op\":\"", 7);
+  std::memcpy(p + 7, op, op_len);  // at most "BOOTSTRAP"
+  p += 7 + op_len;
+  *p++ = '"';
   if (!e.reason.empty()) {
-    out->append(",\"reason\":");
+    out->append(buf, static_cast<size_t>(p - buf));
+    out->append(",\"reason\":", 10);
     JsonString(out, e.reason);
+    p = buf;
   }
-  out->append(",\"before\":");
-  if (e.has_before) out->append(e.before);
-  else out->append("null", 4);
-  out->append(",\"after\":");
-  if (e.has_after) out->append(e.after);
-  else out->append("null", 4);
-  out->push_back('}');
+  std::memcpy(p, ",\"before\":", 10);
+  p += 10;
+  if (!e.has_before) {
+    std::memcpy(p, "null", 4);
+    p += 4;
+  } else {
+    out->append(buf, static_cast<size_t>(p - buf));
+    out->append(e.before);
+    p = buf;
+  }
+  std::memcpy(p, ",\"after\":", 9);
+  p += 9;
+  if (!e.has_after) {
+    std::memcpy(p, "null}", 5);
+    out->append(buf, static_cast<size_t>(p + 5 - buf));
+  } else {
+    out->append(buf, static_cast<size_t>(p - buf));
+    out->append(e.after);
+    out->push_back('}');
+  }
 }
 
 Status EventFloor(sqlite3* db, int64_t x, int64_t* out) {
@@ -75,9 +100,28 @@ void Image(std::string* out, const std::vector<std::string>& keys,
     return;
   }
   for (size_t i = 0; i < keys.size(); i++) {
-    out->append(keys[i]);  // '{' or ',', then "name":
+    const std::string& key = keys[i];  // '{' or ',', then "name":
     size_t at = from + i;
-    if (at < seq.size() && seq[at]) JsonValue(out, seq[at]);
+    sqlite3_value* v = at < seq.size() ? seq[at] : nullptr;
+    const int type = v ? sqlite3_value_type(v) : SQLITE_NULL;
+    // A number or null goes with its key in one append.
+    char buf[256];
+    if (type != SQLITE_TEXT && type != SQLITE_BLOB && key.size() <= sizeof buf - kJsonNumberMax) {
+      std::memcpy(buf, key.data(), key.size());
+      char* p = buf + key.size();
+      if (type == SQLITE_INTEGER) {
+        p = JsonIntTo(p, sqlite3_value_int64(v));
+      } else if (type == SQLITE_FLOAT) {
+        p = JsonDoubleTo(p, sqlite3_value_double(v));
+      } else {
+        std::memcpy(p, "null", 4);
+        p += 4;
+      }
+      out->append(buf, static_cast<size_t>(p - buf));
+      continue;
+    }
+    out->append(key);
+    if (v) JsonValue(out, v);
     else out->append("null", 4);
   }
   out->push_back('}');

@@ -19,7 +19,8 @@ void EventJson(std::string* out, const Event& e) {
   p = JsonIntTo(p + 6, e.ts);
   std::memcpy(p, ",\"table\":", 9);
   out->append(buf, static_cast<size_t>(p + 9 - buf));
-  JsonString(out, e.table);
+  if (!e.table_json.empty()) out->append(e.table_json);
+  else JsonString(out, e.table);
   const char* op = OpName(e.op);
   const size_t op_len = std::strlen(op);
   p = buf;
@@ -86,6 +87,7 @@ Status LogCursor::LoadShape(int64_t id, const Shape** out) {
   }
   if (rc != SQLITE_DONE) return Status::FromDb(db_, "read shapes");
   if (!found) return Status::Error("sqlite-cdc: log row refers to unknown shape " + std::to_string(id));
+  JsonString(&shape.table_json, shape.table);
   *out = &(shapes_[id] = std::move(shape));
   return Status();
 }
@@ -198,7 +200,10 @@ Status LogCursor::Next(bool* have, Event* into) {
       else CDC_RETURN_IF_ERROR(LoadShape(sid, &shape_));
       shape_id_ = sid;
     }
-    if (ev.table != shape_->table) ev.table = shape_->table;
+    if (ev.table != shape_->table || ev.table_json != shape_->table_json) {
+      ev.table = shape_->table;
+      ev.table_json = shape_->table_json;
+    }
     const Shape* shape = shape_;
     ev.id = id;
     ev.ts = sqlite3_column_int64(s, 1);

@@ -7,6 +7,7 @@
 #include "delivery.h"
 
 #include <limits>
+#include <memory>
 
 #include "capture.h"
 #include "drift.h"
@@ -508,8 +509,11 @@ void SqlPoll(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   PolledBatch polled;
   if (st.ok()) st = PollJson(db, fn, name, limit, &out, &count, &polled.last_id, &polled.created);
   if (!st.ok()) return ResultError(ctx, st);
-  sqlite3_result_text64(ctx, out.data(), out.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-  RememberPoll(db, name, polled, &out);  // for cdc_ack(name) and cdc_ack(name, batch)
+  // The result is the string built, not a copy; it is also remembered for
+  // cdc_ack(name) and cdc_ack(name, batch).
+  auto text = std::make_shared<const std::string>(std::move(out));
+  ResultSharedText(ctx, text);
+  RememberPoll(db, name, polled, std::move(text));
 }
 
 namespace {

@@ -2,6 +2,7 @@
 #include "last_poll.h"
 
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -59,8 +60,14 @@ void ResultSharedText(sqlite3_context* ctx, const std::shared_ptr<const std::str
     r.held[text->data()] = text;
   }
   // SQLite calls ReleaseResult once, when it is done with the value (at
-  // once if it refuses it, e.g. too big).
-  sqlite3_result_text64(ctx, text->data(), text->size(), ReleaseResult, SQLITE_UTF8);
+  // once if it refuses it, e.g. too big). Length -1: SQLite finds the
+  // terminating NUL (JSON text has no other) and knows the text is
+  // NUL-terminated, so sqlite3_column_text does not copy it to add one.
+  if (text->size() <= static_cast<size_t>(std::numeric_limits<int>::max())) {
+    sqlite3_result_text(ctx, text->data(), -1, ReleaseResult);
+  } else {
+    sqlite3_result_text64(ctx, text->data(), text->size(), ReleaseResult, SQLITE_UTF8);
+  }
 }
 
 void RememberPoll(sqlite3* db, const std::string& name, const PolledBatch& b,

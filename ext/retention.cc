@@ -211,10 +211,11 @@ int64_t ReadRecordEvery(int64_t idle_ms) {
 }  // namespace
 
 void WarmRetention(sqlite3* db) {
-  for (const std::string& sql : {std::string(kLookMetaSql), LookConsumersSql(), std::string(kFollowSql), std::string(kSettingsSql), ConsumersSql(),
-                                 std::string(kMarkSql), std::string(kMoveSql), std::string(kLoadBytesSql),
-                                 std::string(kSaveBytesSql), std::string(kOldestSql), std::string(kNewestSql),
-                                 std::string(kUsedSql), std::string(kMeasureSql)}) {
+  for (const std::string& sql : {std::string(kLookMetaSql), LookConsumersSql(), std::string(kFollowSql),
+                                 std::string(kSettingsSql), ConsumersSql(), std::string(kMarkSql),
+                                 std::string(kMoveSql), std::string(kLoadBytesSql), std::string(kSaveBytesSql),
+                                 std::string(kOldestSql), std::string(kNewestSql), std::string(kUsedSql),
+                                 std::string(kMeasureSql)}) {
     Stmt st;
     (void)st.Prepare(db, sql);  // kept by the connection's StmtCache; a failure shows when it runs
   }

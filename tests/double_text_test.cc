@@ -149,8 +149,8 @@ TEST(DoubleText, EveryKindOfDoubleAsToChars) {
   }
   for (int e = -1074; e <= 1023; e++) v.push_back(std::ldexp(1.0, e));
   for (int64_t n = 1; n < 2000000; n = n * 3 + 1) v.push_back(static_cast<double>(n));
-  for (double d : {0.0, -0.0, 1e-8, 9.999999999999999e-9, 1e-6, 9.999999999999999e-7, 1.0000000000000002e-6, 1e15, 999999999999999.0, 999999999999999.9,
-                   99999999999999.99, 0.1 + 0.2, 1.0 / 3, 2.0 / 3, DBL_MIN, DBL_TRUE_MIN, DBL_MAX, -DBL_MAX,
+  for (double d : {0.0, -0.0, 1e-8, 9.999999999999999e-9, 1e-6, 9.999999999999999e-7, 1.0000000000000002e-6,
+                   1e15, 999999999999999.0, 999999999999999.9, 99999999999999.99, 0.1 + 0.2, 1.0 / 3, 2.0 / 3, DBL_MIN, DBL_TRUE_MIN, DBL_MAX, -DBL_MAX,
                    DBL_EPSILON, 4503599627370496.5, 9007199254740993.0, 123456789012345.6, 0.000123456789,
                    1e22, 1e23, 5e-324, 1.7976931348623157e308, std::numeric_limits<double>::infinity(),
                    -std::numeric_limits<double>::infinity()}) {

@@ -7,6 +7,7 @@
 #include "delivery.h"
 
 #include <limits>
+#include <memory>
 
 #include "capture.h"
 #include "drift.h"
@@ -26,7 +27,12 @@ namespace {
 #define CDC_PRUNE_UPTO                                                                          \
   "min(coalesce((SELECT min(pos) FROM main.__cdc_consumers), (SELECT max(id) FROM main.__cdc_log)), " \
   "(SELECT max(id) FROM main.__cdc_log WHERE op <> 0 AND id < (SELECT max(id) FROM main.__cdc_log)))"
-const char kPruneBoundSql[] = "SELECT min(" CDC_PRUNE_UPTO ", (SELECT min(id) FROM main.__cdc_log) + ?1 - 1)";
+// The bound, and whether max_log_bytes keeps a byte count that the prune
+// must update (AccountPrune); a database of an earlier version may have no
+// __cdc_meta (then the first form fails and the second is used).
+const char kPruneBoundSql[] = "SELECT min(" CDC_PRUNE_UPTO ", (SELECT min(id) FROM main.__cdc_log) + ?1 - 1), "
+                              "EXISTS (SELECT 1 FROM main.__cdc_meta WHERE key = 'log_bytes.total')";
+const char kPruneBoundNoMetaSql[] = "SELECT min(" CDC_PRUNE_UPTO ", (SELECT min(id) FROM main.__cdc_log) + ?1 - 1), 0";
 const char kPruneSql[] = "DELETE FROM main.__cdc_log WHERE id <= ?1";
 const char kPrunableSql[] =
     "SELECT max(0, coalesce(" CDC_PRUNE_UPTO " - (SELECT min(id) FROM main.__cdc_log) + 1, 0))";
@@ -65,6 +71,99 @@ Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, in
   return Status();
 }
 
+namespace {
+
+// One read of a consumer's row and what cdc_poll or an ack needs beside it,
+// in one statement (each statement is parsed afresh on every call: none is
+// kept prepared on a user's connection between calls).
+struct ConsumerRow {
+  bool found = false;
+  int64_t pos = 0;
+  bool lost = false;
+  std::string lost_reason;
+  int64_t created = -1;  // created_ms; -1 when NULL (a database of an earlier version)
+  // kAck: the newest id in the log, and the newest event id <= the target.
+  int64_t newest = 0, floor = 0;
+  // kPoll, for NoteReadKnown (retention.h): now, the last read, ack or
+  // creation (Unix ms), the idle_timeout_ms setting (-1: unset).
+  bool have_meta = false;
+  int64_t now = 0, seen = 0, idle = -1;
+};
+
+enum class RowFor { kPoll, kAck };
+
+std::string ConsumerRowSql(RowFor use, bool meta) {
+  std::string sql = "SELECT c.pos, ";
+  sql += meta ? "(SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1)" : "NULL";
+  sql += ", coalesce(c.created_ms, -1), ";
+  if (use == RowFor::kAck) {
+    sql += "(SELECT coalesce(max(id), 0) FROM main.__cdc_log), "
+           "coalesce((SELECT id FROM main.__cdc_log WHERE id <= ?2 AND op <> 0 ORDER BY id DESC LIMIT 1), 0)";
+  } else if (meta) {
+    sql += std::string(kNowMs) +
+           ", max(coalesce(c.acked_ms, 0), coalesce(c.created_ms, 0), "
+           "coalesce((SELECT value FROM main.__cdc_meta WHERE key = 'read.' || ?1), 0)), "
+           "coalesce((SELECT value FROM main.__cdc_meta WHERE key = 'retention.idle_timeout_ms'), -1)";
+  } else {
+    sql += "NULL, NULL, NULL";
+  }
+  return sql + " FROM main.__cdc_consumers AS c WHERE c.name = ?1";
+}
+
+// Reads `name`'s row into *row (row->found false when there is no such
+// consumer, or no internal tables yet). `st` keeps the statement for the
+// call: a second read (an ack's, inside its write transaction) steps it
+// again. The statement is reset before this returns, so no read
+// transaction stays open.
+Status ReadConsumer(sqlite3* db, const char* fn, const std::string& name, RowFor use, int64_t target, Stmt* st,
+                    ConsumerRow* row) {
+  *row = ConsumerRow();
+  bool meta = true;
+  if (!*st) {
+    Status prep = st->Prepare(db, ConsumerRowSql(use, true));
+    if (!prep.ok() && (prep.code() & 0xff) == SQLITE_ERROR) {  // no __cdc_meta: a database of an earlier version
+      meta = false;
+      prep = st->Prepare(db, ConsumerRowSql(use, false));
+    }
+    if (!prep.ok()) {
+      // Out of memory, an I/O error...: say so, not "no such consumer".
+      if ((prep.code() & 0xff) != SQLITE_ERROR) return prep;
+      return InternalTablesExist(db) ? prep : Status();
+    }
+  }
+  st->Bind(1, name);
+  if (use == RowFor::kAck) st->Bind(2, target);
+  const int rc = st->Step();
+  if (rc == SQLITE_ROW) {
+    row->found = true;
+    row->pos = st->Int(0);
+    row->lost = !st->IsNull(1);
+    if (row->lost) row->lost_reason = st->Text(1);
+    row->created = st->Int(2);
+    if (use == RowFor::kAck) {
+      row->newest = st->Int(3);
+      row->floor = st->Int(4);
+    } else if (!st->IsNull(3)) {
+      row->have_meta = meta;
+      row->now = st->Int(3);
+      row->seen = st->Int(4);
+      row->idle = st->Int(5);
+    }
+  }
+  st->Reset();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Status::FromDb(db, fn);
+  return Status();
+}
+
+// The errors of a read of a consumer that is not there or was invalidated.
+Status RequireLive(const char* fn, const std::string& name, const ConsumerRow& row) {
+  if (!row.found) return Status::Error(NoConsumer(fn, name));
+  if (row.lost) return Status::Error(LostError(fn, name, row.lost_reason));
+  return Status();
+}
+
+}  // namespace
+
 Status PendingCount(sqlite3* db, int64_t pos, int64_t* count) {
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT count(*) FROM main.__cdc_log WHERE id > ?1 AND op <> 0"));
@@ -82,13 +181,16 @@ Status Prune(sqlite3* db, int64_t max_rows) {
   // about a microsecond per row deleted (SECURE_DELETE), and a writer with
   // no busy timeout fails while it is.
   Stmt bound;
-  CDC_RETURN_IF_ERROR(bound.Prepare(db, kPruneBoundSql));
+  Status prep = bound.Prepare(db, kPruneBoundSql);
+  if (!prep.ok() && (prep.code() & 0xff) == SQLITE_ERROR) prep = bound.Prepare(db, kPruneBoundNoMetaSql);
+  CDC_RETURN_IF_ERROR(prep);
   bound.Bind(1, max_rows);
   if (bound.Step() != SQLITE_ROW) return Status::FromDb(db, "prune");
   if (bound.IsNull(0)) return Status();  // nothing to prune
   const int64_t upto = bound.Int(0);
+  const bool counted = bound.Int(1) != 0;
   bound = Stmt();
-  CDC_RETURN_IF_ERROR(AccountPrune(db, upto));  // max_log_bytes' count (retention.h)
+  if (counted) CDC_RETURN_IF_ERROR(AccountPrune(db, upto));  // max_log_bytes' count (retention.h)
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(db, kPruneSql));
   st.Bind(1, upto);
@@ -116,30 +218,31 @@ namespace {
 // Inside the caller's write transaction: moves `name` to `id` (see
 // AckConsumer), then prunes what the move passed and at most `extra` rows
 // more (an older backlog), at most `cap` rows in all. Checks the retention
-// limits when the position moved and `check_limits`.
+// limits when the position moved and `check_limits`. `st`: the caller's
+// statement for the consumer's row (ReadConsumer), if it has one.
 Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t extra, int64_t cap,
-                 bool check_limits, int64_t* pos) {
-  int64_t cur = 0;
-  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
+                 bool check_limits, int64_t* pos, Stmt* st = nullptr) {
+  Stmt own;
+  ConsumerRow row;
+  CDC_RETURN_IF_ERROR(ReadConsumer(db, fn, name, RowFor::kAck, id, st ? st : &own, &row));
+  CDC_RETURN_IF_ERROR(RequireLive(fn, name, row));
+  const int64_t cur = row.pos;
   *pos = cur;
   if (id > cur) {
-    int64_t newest = 0;
-    CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
-    if (id > newest) {
+    if (id > row.newest) {
       return Status::Error(std::string(fn) + ": id " + std::to_string(id) +
-                           " is past the newest change (" + std::to_string(newest) + ")");
+                           " is past the newest change (" + std::to_string(row.newest) + ")");
     }
     // Positions are event ids, so pruning never splits an event's rows.
-    int64_t floor = 0;
-    CDC_RETURN_IF_ERROR(EventFloor(db, id, &floor));
+    const int64_t floor = row.floor;
     if (floor > cur) {
-      Stmt st;
-      CDC_RETURN_IF_ERROR(st.Prepare(
+      Stmt up;
+      CDC_RETURN_IF_ERROR(up.Prepare(
           db, std::string("UPDATE main.__cdc_consumers SET pos = ?1, acked_ms = ") + kNowMs + " WHERE name = ?2"));
-      st.Bind(1, floor);
-      st.Bind(2, name);
-      if (st.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
-      st = Stmt();
+      up.Bind(1, floor);
+      up.Bind(2, name);
+      if (up.Step() != SQLITE_DONE) return Status::FromDb(db, fn);
+      up = Stmt();
       *pos = floor;
       if (check_limits) CDC_RETURN_IF_ERROR(EnforceRetention(db));
     }
@@ -150,18 +253,27 @@ Status AckLocked(sqlite3* db, const char* fn, const std::string& name, int64_t i
   return rows > 0 ? Prune(db, rows) : Status();
 }
 
+// AckConsumer, with the consumer's row already read for `id` by the
+// caller when `have_row` (st then holds the statement to read it again).
+Status Ack(sqlite3* db, const char* fn, const std::string& name, int64_t id, Stmt* st, ConsumerRow* row,
+           bool have_row, int64_t* pos) {
+  if (!have_row) CDC_RETURN_IF_ERROR(ReadConsumer(db, fn, name, RowFor::kAck, id, st, row));
+  CDC_RETURN_IF_ERROR(RequireLive(fn, name, *row));
+  *pos = row->pos;
+  if (id <= row->pos) return Status();
+  Savepoint sp(db, "cdc_ack");
+  CDC_RETURN_IF_ERROR(sp.Begin());
+  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, kPruneChunk, std::numeric_limits<int64_t>::max(), true, pos,
+                                st));  // read again, in the write transaction
+  return sp.Release();
+}
+
 }  // namespace
 
 Status AckConsumer(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t* pos) {
-  int64_t cur = 0;
-  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &cur));
-  *pos = cur;
-  if (id <= cur) return Status();
-  Savepoint sp(db, "cdc_ack");
-  CDC_RETURN_IF_ERROR(sp.Begin());
-  CDC_RETURN_IF_ERROR(AckLocked(db, fn, name, id, kPruneChunk, std::numeric_limits<int64_t>::max(), true,
-                                pos));  // again, in the write transaction
-  return sp.Release();
+  Stmt st;
+  ConsumerRow row;
+  return Ack(db, fn, name, id, &st, &row, false, pos);
 }
 
 Status AckNoWait(sqlite3* db, const char* fn, const std::string& name, int64_t id, int64_t prune,
@@ -214,9 +326,15 @@ Status EventTooBig(const char* fn, const std::string& consumer, int64_t id, size
 }
 
 Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,
-                std::string* out, int64_t* count, int64_t* last) {
-  int64_t pos = 0;
-  CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &pos));
+                std::string* out, int64_t* count, int64_t* last, int64_t* created) {
+  ConsumerRow row;
+  {
+    Stmt st;
+    CDC_RETURN_IF_ERROR(ReadConsumer(db, fn, name, RowFor::kPoll, 0, &st, &row));
+  }
+  CDC_RETURN_IF_ERROR(RequireLive(fn, name, row));
+  const int64_t pos = row.pos;
+  if (created) *created = row.created;
   CDC_RETURN_IF_ERROR(RefuseIfLeased(db, fn, name));  // one active reader per consumer (lease.h)
   CDC_RETURN_IF_ERROR(CheckCapture(db, fn));
   ReadRange r;
@@ -265,8 +383,9 @@ Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t li
   CDC_RETURN_IF_ERROR(too_big);
   out->push_back(']');
   if (last) *last = *count ? last_id : 0;
-  // When it last read, for cdc_status and idle_timeout_ms (retention.h).
-  if (*count > 0) NoteRead(db, name, false);
+  // When it last read, for cdc_status and idle_timeout_ms (retention.h),
+  // from what was read with the position.
+  if (*count > 0 && row.have_meta) NoteReadKnown(db, name, row.now, row.seen, row.idle, false);
   return Status();
 }
 
@@ -375,22 +494,6 @@ void SqlConsumerDrop(sqlite3_context* ctx, int, sqlite3_value** argv) {
   sqlite3_result_int(ctx, 1);
 }
 
-namespace {
-
-// The consumer's created_ms, -1 when NULL (a database of an earlier
-// version) or when the consumer is gone.
-Status ConsumerCreated(sqlite3* db, const std::string& name, int64_t* created) {
-  Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(db, "SELECT coalesce(created_ms, -1) FROM main.__cdc_consumers WHERE name = ?1"));
-  st.Bind(1, name);
-  int rc = st.Step();
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Status::FromDb(db, "consumer");
-  *created = rc == SQLITE_ROW ? st.Int(0) : -1;
-  return Status();
-}
-
-}  // namespace
-
 void SqlPoll(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   sqlite3* db = sqlite3_context_db_handle(ctx);
   const char* fn = "cdc_poll";
@@ -402,15 +505,15 @@ void SqlPoll(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     if (st.ok() && limit < 1) st = Status::Error("cdc_poll: limit must be at least 1");
   }
   std::string out;
-  int64_t count = 0, last = 0;
-  if (st.ok()) st = PollJson(db, fn, name, limit, &out, &count, &last);
-  if (!st.ok()) return ResultError(ctx, st);
+  int64_t count = 0;
   PolledBatch polled;
-  polled.last_id = last;
-  st = ConsumerCreated(db, name, &polled.created);
+  if (st.ok()) st = PollJson(db, fn, name, limit, &out, &count, &polled.last_id, &polled.created);
   if (!st.ok()) return ResultError(ctx, st);
-  sqlite3_result_text64(ctx, out.data(), out.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-  RememberPoll(db, name, polled, &out);  // for cdc_ack(name) and cdc_ack(name, batch)
+  // The result is the string built, not a copy; it is also remembered for
+  // cdc_ack(name) and cdc_ack(name, batch).
+  auto text = std::make_shared<const std::string>(std::move(out));
+  ResultSharedText(ctx, text);
+  RememberPoll(db, name, polled, std::move(text));
 }
 
 namespace {
@@ -419,28 +522,30 @@ namespace {
 // the batch given (the JSON array cdc_poll returned: recognised when it is
 // this connection's last poll of `name`, else read with json_extract); with
 // no second argument, the last id of this connection's last cdc_poll of
-// `name`. 0 for an empty batch: nothing to ack.
+// `name`. 0 for an empty batch: nothing to ack. When it reads the
+// consumer's row for that id (to compare created_ms), *have_row says so.
 Status AckTarget(sqlite3* db, const char* fn, const std::string& name, int argc, sqlite3_value** argv,
-                 int64_t* id) {
+                 int64_t* id, Stmt* st, ConsumerRow* row, bool* have_row) {
   const std::string remedy = "pass the text cdc_poll returned, or the id of the last change handled";
   PolledBatch polled;
-  int64_t created = 0;
+  *have_row = false;
   if (argc < 2) {
     if (!LastPoll(db, name, &polled)) {
-      int64_t pos = 0;
-      CDC_RETURN_IF_ERROR(ConsumerPosition(db, fn, name, &pos));  // no such consumer: say that first
+      CDC_RETURN_IF_ERROR(ReadConsumer(db, fn, name, RowFor::kAck, 0, st, row));
+      CDC_RETURN_IF_ERROR(RequireLive(fn, name, *row));  // no such consumer: say that first
       return Status::Error(std::string(fn) + ": this connection has not polled consumer " + NameInMessage(name) +
                            ": call cdc_poll first, or pass the id of the last change handled");
     }
     // The memory is of the consumer as it was: one dropped and added again
     // since is another consumer, whose position that id does not concern.
-    CDC_RETURN_IF_ERROR(ConsumerCreated(db, name, &created));
-    if (created != polled.created) {
+    CDC_RETURN_IF_ERROR(ReadConsumer(db, fn, name, RowFor::kAck, polled.last_id, st, row));
+    if ((row->found ? row->created : -1) != polled.created) {
       return Status::Error(std::string(fn) + ": consumer " + NameInMessage(name) +
                            " was dropped or added again since this connection's last cdc_poll of it: poll again, "
                            "or pass the id of the last change handled");
     }
     *id = polled.last_id;
+    *have_row = true;
     return Status();
   }
   if (sqlite3_value_type(argv[1]) != SQLITE_TEXT) return ArgInt(fn, argv, 1, "id", id);
@@ -450,33 +555,34 @@ Status AckTarget(sqlite3* db, const char* fn, const std::string& name, int argc,
   // The last batch polled here, unchanged: its last id is known. (The same
   // text of a consumer added again since says the same ids: parsed below.)
   if (IsLastPolledBatch(db, name, text, n, &polled)) {
-    CDC_RETURN_IF_ERROR(ConsumerCreated(db, name, &created));
-    if (created == polled.created) {
+    CDC_RETURN_IF_ERROR(ReadConsumer(db, fn, name, RowFor::kAck, polled.last_id, st, row));
+    if ((row->found ? row->created : -1) == polled.created) {
       *id = polled.last_id;
+      *have_row = true;
       return Status();
     }
   }
-  Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(
+  Stmt q;
+  CDC_RETURN_IF_ERROR(q.Prepare(
       db, "SELECT t, CASE WHEN t = 'array' THEN json_type(?1, '$[#-1]') END, "
           "CASE WHEN t = 'array' THEN json_type(?1, '$[#-1].id') END, "
           "CASE WHEN t = 'array' THEN json_extract(?1, '$[#-1].id') END "
           "FROM (SELECT CASE WHEN json_valid(?1) THEN json_type(?1) END AS t)"));
-  sqlite3_bind_text64(st.get(), 1, text, n, SQLITE_STATIC, SQLITE_UTF8);
-  if (st.Step() != SQLITE_ROW) return Status::FromDb(db, fn);
-  if (st.IsNull(0)) return Status::Error(std::string(fn) + ": the batch is not valid JSON: " + remedy);
-  if (st.Text(0) != "array") {
+  sqlite3_bind_text64(q.get(), 1, text, n, SQLITE_STATIC, SQLITE_UTF8);
+  if (q.Step() != SQLITE_ROW) return Status::FromDb(db, fn);
+  if (q.IsNull(0)) return Status::Error(std::string(fn) + ": the batch is not valid JSON: " + remedy);
+  if (q.Text(0) != "array") {
     return Status::Error(std::string(fn) + ": the batch must be the JSON array cdc_poll returned, not a JSON " +
-                         st.Text(0) + " (an id is passed as an integer)");
+                         q.Text(0) + " (an id is passed as an integer)");
   }
-  if (st.IsNull(1)) {  // [] : nothing polled, nothing to ack
+  if (q.IsNull(1)) {  // [] : nothing polled, nothing to ack
     *id = 0;
     return Status();
   }
-  if (st.IsNull(2) || st.Text(2) != "integer") {
+  if (q.IsNull(2) || q.Text(2) != "integer") {
     return Status::Error(std::string(fn) + ": the batch's last element has no integer \"id\": " + remedy);
   }
-  *id = st.Int(3);
+  *id = q.Int(3);
   return Status();
 }
 
@@ -487,10 +593,13 @@ void SqlAck(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   const char* fn = "cdc_ack";
   std::string name;
   int64_t id = 0, pos = 0;
+  Stmt row_st;  // the consumer's row, read at most twice (ReadConsumer)
+  ConsumerRow row;
+  bool have_row = false;
   Status st = ArgText(fn, argv, 0, "name", &name);
-  if (st.ok()) st = AckTarget(db, fn, name, argc, argv, &id);
+  if (st.ok()) st = AckTarget(db, fn, name, argc, argv, &id, &row_st, &row, &have_row);
   if (st.ok()) st = RequireWritable(db, fn);
-  if (st.ok()) st = AckConsumer(db, fn, name, id, &pos);
+  if (st.ok()) st = Ack(db, fn, name, id, &row_st, &row, have_row, &pos);
   if (!st.ok()) return ResultError(ctx, st);
   sqlite3_result_int64(ctx, pos);
 }

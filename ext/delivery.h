@@ -46,8 +46,9 @@ Status EventTooBig(const char* fn, const std::string& consumer, int64_t id, size
 // Reads the consumer's next events as a JSON array (DESIGN §3), as many as fit
 // in SQLITE_LIMIT_LENGTH (at most `limit`); an error if the first alone does not.
 // *last_id (when given): the last event's id, 0 when there is none.
+// *created (when given): the consumer's created_ms (-1 when NULL).
 Status PollJson(sqlite3* db, const char* fn, const std::string& name, int64_t limit,
-                std::string* out, int64_t* count, int64_t* last_id = nullptr);
+                std::string* out, int64_t* count, int64_t* last_id = nullptr, int64_t* created = nullptr);
 
 void SqlConsumerAdd(sqlite3_context* ctx, int argc, sqlite3_value** argv);
 void SqlConsumerDrop(sqlite3_context* ctx, int argc, sqlite3_value** argv);

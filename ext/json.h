@@ -22,6 +22,12 @@ inline void JsonString(std::string* out, const std::string& s) {
 }
 void JsonInt(std::string* out, int64_t v);
 void JsonDouble(std::string* out, double v);
+// The same texts written at p, which has room for kJsonNumberMax bytes;
+// return the end. For callers that put a number and its surroundings in
+// one append.
+constexpr size_t kJsonNumberMax = 40;
+char* JsonIntTo(char* p, int64_t v);
+char* JsonDoubleTo(char* p, double v);
 void JsonBlob(std::string* out, const void* p, size_t n);
 // Appends the JSON form of an sqlite3_value of any type.
 void JsonValue(std::string* out, sqlite3_value* v);

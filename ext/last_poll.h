@@ -8,13 +8,15 @@
 // or the batch it was given) instead of digging the last id out of the JSON.
 // One entry per (connection, consumer), replaced by each cdc_poll, dropped
 // when the connection closes. The batch's text is kept (it is the string
-// cdc_poll built anyway) up to kMaxRememberedBatch bytes, so that cdc_ack
+// cdc_poll built anyway, and the one its result points to) up to
+// kMaxRememberedBatch bytes, so that cdc_ack
 // can recognise it with one memcmp instead of parsing it; a larger batch is
 // parsed (json_extract) when it comes back.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "util.h"
@@ -31,8 +33,15 @@ struct PolledBatch {
 };
 
 // After a successful cdc_poll of `name` on `db`; `json` is the text it
-// returned (taken when not larger than kMaxRememberedBatch).
-void RememberPoll(sqlite3* db, const std::string& name, const PolledBatch& b, std::string* json);
+// returned (kept, shared with the SQL result, when not larger than
+// kMaxRememberedBatch).
+void RememberPoll(sqlite3* db, const std::string& name, const PolledBatch& b,
+                  std::shared_ptr<const std::string> json);
+
+// Makes `text` the SQL function's result without copying it: SQLite holds a
+// reference until it is done with the value (its destructor callback drops
+// it), so a batch polled again or forgotten meanwhile stays valid.
+void ResultSharedText(sqlite3_context* ctx, const std::shared_ptr<const std::string>& text);
 
 // The last cdc_poll of `name` on `db`; false when `db` has not polled
 // `name` since it opened.

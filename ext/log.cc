@@ -2,32 +2,58 @@
 #include "log.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "json.h"
 
 namespace cdc {
 
 void EventJson(std::string* out, const Event& e) {
-  out->append("{\"id\":");
-  JsonInt(out, e.id);
-  out->append(",\"ts\":");
-  JsonInt(out, e.ts);
-  out->append(",\"table\":");
-  JsonString(out, e.table);
-  out->append(",\"op\":\"");
-  out->append(OpName(e.op));
-  out->push_back('"');
+  // Few appends: each piece of constant text goes with the number or
+  // image beside it.
+  char buf[3 * kJsonNumberMax];
+  char* p = buf;
+  std::memcpy(p, "{\"id\":", 6);
+  p = JsonIntTo(p + 6, e.id);
+  std::memcpy(p, ",\"ts\":", 6);
+  p = JsonIntTo(p + 6, e.ts);
+  std::memcpy(p, ",\"table\":", 9);
+  out->append(buf, static_cast<size_t>(p + 9 - buf));
+  if (!e.table_json.empty()) out->append(e.table_json);
+  else JsonString(out, e.table);
+  const char* op = OpName(e.op);
+  const size_t op_len = std::strlen(op);
+  p = buf;
+  std::memcpy(p, ",\"op\":\"", 7);
+  std::memcpy(p + 7, op, op_len);  // at most "BOOTSTRAP"
+  p += 7 + op_len;
+  *p++ = '"';
   if (!e.reason.empty()) {
-    out->append(",\"reason\":");
+    out->append(buf, static_cast<size_t>(p - buf));
+    out->append(",\"reason\":", 10);
     JsonString(out, e.reason);
+    p = buf;
   }
-  out->append(",\"before\":");
-  if (e.has_before) out->append(e.before);
-  else out->append("null", 4);
-  out->append(",\"after\":");
-  if (e.has_after) out->append(e.after);
-  else out->append("null", 4);
-  out->push_back('}');
+  std::memcpy(p, ",\"before\":", 10);
+  p += 10;
+  if (!e.has_before) {
+    std::memcpy(p, "null", 4);
+    p += 4;
+  } else {
+    out->append(buf, static_cast<size_t>(p - buf));
+    out->append(e.before);
+    p = buf;
+  }
+  std::memcpy(p, ",\"after\":", 9);
+  p += 9;
+  if (!e.has_after) {
+    std::memcpy(p, "null}", 5);
+    out->append(buf, static_cast<size_t>(p + 5 - buf));
+  } else {
+    out->append(buf, static_cast<size_t>(p - buf));
+    out->append(e.after);
+    out->push_back('}');
+  }
 }
 
 Status EventFloor(sqlite3* db, int64_t x, int64_t* out) {
@@ -61,6 +87,7 @@ Status LogCursor::LoadShape(int64_t id, const Shape** out) {
   }
   if (rc != SQLITE_DONE) return Status::FromDb(db_, "read shapes");
   if (!found) return Status::Error("sqlite-cdc: log row refers to unknown shape " + std::to_string(id));
+  JsonString(&shape.table_json, shape.table);
   *out = &(shapes_[id] = std::move(shape));
   return Status();
 }
@@ -75,9 +102,28 @@ void Image(std::string* out, const std::vector<std::string>& keys,
     return;
   }
   for (size_t i = 0; i < keys.size(); i++) {
-    out->append(keys[i]);  // '{' or ',', then "name":
+    const std::string& key = keys[i];  // '{' or ',', then "name":
     size_t at = from + i;
-    if (at < seq.size() && seq[at]) JsonValue(out, seq[at]);
+    sqlite3_value* v = at < seq.size() ? seq[at] : nullptr;
+    const int type = v ? sqlite3_value_type(v) : SQLITE_NULL;
+    // A number or null goes with its key in one append.
+    char buf[256];
+    if (type != SQLITE_TEXT && type != SQLITE_BLOB && key.size() <= sizeof buf - kJsonNumberMax) {
+      std::memcpy(buf, key.data(), key.size());
+      char* p = buf + key.size();
+      if (type == SQLITE_INTEGER) {
+        p = JsonIntTo(p, sqlite3_value_int64(v));
+      } else if (type == SQLITE_FLOAT) {
+        p = JsonDoubleTo(p, sqlite3_value_double(v));
+      } else {
+        std::memcpy(p, "null", 4);
+        p += 4;
+      }
+      out->append(buf, static_cast<size_t>(p - buf));
+      continue;
+    }
+    out->append(key);
+    if (v) JsonValue(out, v);
     else out->append("null", 4);
   }
   out->push_back('}');
@@ -105,18 +151,17 @@ Status LogCursor::Open(sqlite3* db, const ReadRange& range) {
   if (range.limit <= 0 || range.upto <= range.after) return Status();
   // The scan is a snapshot of the log as it is now: a caller that writes to
   // captured tables while it steps (on the same connection) must not meet
-  // its own new events, or "for each change, write a row" never ends.
-  int64_t newest = 0;
-  CDC_RETURN_IF_ERROR(QueryInt(db, "SELECT coalesce(max(id), 0) FROM main.__cdc_log", &newest));
-  range_.upto = std::min(range_.upto, newest);
-  if (range_.upto <= range_.after) return Status();
-  int64_t start = 0;
-  CDC_RETURN_IF_ERROR(EventFloor(db, range.after, &start));
-  std::string sql = "SELECT * FROM main.__cdc_log WHERE id > ?1 AND id <= ?2";
+  // its own new events, or "for each change, write a row" never ends. Both
+  // bounds are computed once, before the first row (a rowid range): from
+  // the newest event at or before `after` (EventFloor: its continuation
+  // rows come before the next event) to the newest id now.
+  std::string sql =
+      "SELECT * FROM main.__cdc_log WHERE id > coalesce((SELECT id FROM main.__cdc_log WHERE id <= ?1 AND op <> 0 "
+      "ORDER BY id DESC LIMIT 1), 0) AND id <= min(?2, (SELECT coalesce(max(id), 0) FROM main.__cdc_log))";
   if (range.by_table) sql += " AND shape IN (SELECT id FROM main.__cdc_shapes WHERE tbl = ?3)";
   sql += " ORDER BY id";
   CDC_RETURN_IF_ERROR(st_.Prepare(db, sql));
-  st_.Bind(1, start);
+  st_.Bind(1, range.after);
   st_.Bind(2, range_.upto);
   if (range.by_table) st_.Bind(3, range.table);
   return Status();
@@ -155,7 +200,10 @@ Status LogCursor::Next(bool* have, Event* into) {
       else CDC_RETURN_IF_ERROR(LoadShape(sid, &shape_));
       shape_id_ = sid;
     }
-    if (ev.table != shape_->table) ev.table = shape_->table;
+    if (ev.table != shape_->table || ev.table_json != shape_->table_json) {
+      ev.table = shape_->table;
+      ev.table_json = shape_->table_json;
+    }
     const Shape* shape = shape_;
     ev.id = id;
     ev.ts = sqlite3_column_int64(s, 1);

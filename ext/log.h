@@ -22,6 +22,8 @@ struct Event {
   int64_t ts = 0;
   int op = 0;
   std::string table;
+  // LogCursor: "table" as JSON text, for EventJson (empty: it encodes `table`).
+  std::string table_json;
   bool has_before = false, has_after = false;
   std::string before;  // JSON object text when has_before
   std::string after;   // JSON object text when has_after
@@ -55,6 +57,7 @@ class LogCursor {
  private:
   struct Shape {
     std::string table;
+    std::string table_json;  // as a JSON string
     // Per column, what precedes its value in an image: '{' for the first
     // column, ',' for the others, then the JSON-encoded name and ':'.
     std::vector<std::string> keys;

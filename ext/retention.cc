@@ -2,6 +2,7 @@
 #include "retention.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "schema.h"
 
@@ -48,6 +49,20 @@ const char kNewestSql[] = "SELECT coalesce(max(id), 0) FROM main.__cdc_log";
 const char kUsedSql[] =
     "SELECT (p.page_count - f.freelist_count) * s.page_size "
     "FROM pragma_page_count AS p, pragma_freelist_count AS f, pragma_page_size AS s";
+
+// EnforceRetention's first look, in two short statements (a long one
+// costs as much to prepare as its parts): the keys of __cdc_meta from
+// 'lost.' to 'retention.*' (lost marks, read marks, the settings), then per
+// consumer what ConsumersSql measures, computed here the same way. Most
+// checks end there; with a consumer lost, a byte limit, or one past a
+// limit, the full check runs.
+const char kLookMetaSql[] = "SELECT key, value FROM main.__cdc_meta WHERE key >= 'lost.' AND key < 'retention/'";
+std::string LookConsumersSql() {
+  return std::string("SELECT c.name, c.pos, coalesce(c.acked_ms, c.created_ms), "
+                     "(SELECT ts FROM main.__cdc_log WHERE id > c.pos AND op <> 0 ORDER BY id LIMIT 1), "
+                     "(SELECT coalesce(max(id), 0) FROM main.__cdc_log), ") +
+         kNowMs + " FROM main.__cdc_consumers AS c";
+}
 
 // Per live consumer with pending changes: ids it holds, age of its oldest
 // pending change, time since it last read or acked (or was added), newest id.
@@ -196,10 +211,11 @@ int64_t ReadRecordEvery(int64_t idle_ms) {
 }  // namespace
 
 void WarmRetention(sqlite3* db) {
-  for (const std::string& sql : {std::string(kFollowSql), std::string(kSettingsSql), ConsumersSql(),
-                                 std::string(kMarkSql), std::string(kMoveSql), std::string(kLoadBytesSql),
-                                 std::string(kSaveBytesSql), std::string(kOldestSql), std::string(kNewestSql),
-                                 std::string(kUsedSql), std::string(kMeasureSql)}) {
+  for (const std::string& sql : {std::string(kLookMetaSql), LookConsumersSql(), std::string(kFollowSql),
+                                 std::string(kSettingsSql), ConsumersSql(), std::string(kMarkSql),
+                                 std::string(kMoveSql), std::string(kLoadBytesSql), std::string(kSaveBytesSql),
+                                 std::string(kOldestSql), std::string(kNewestSql), std::string(kUsedSql),
+                                 std::string(kMeasureSql)}) {
     Stmt st;
     (void)st.Prepare(db, sql);  // kept by the connection's StmtCache; a failure shows when it runs
   }
@@ -276,6 +292,13 @@ Status NoteRead(sqlite3* db, const std::string& name, bool no_busy_handler) {
     seen = q.Int(1);
     if (!q.IsNull(2)) idle = q.Int(2);
   }  // the read transaction ends here
+  return NoteReadKnown(db, name, now, seen, idle, no_busy_handler);
+}
+
+Status NoteReadKnown(sqlite3* db, const std::string& name, int64_t now, int64_t seen, int64_t idle_setting,
+                     bool no_busy_handler) {
+  if (sqlite3_txn_state(db, "main") != SQLITE_TXN_NONE || sqlite3_db_readonly(db, "main") == 1) return Status();
+  const int64_t idle = idle_setting >= 0 ? idle_setting : kSettings[kIdle].def;
   if (now - seen < ReadRecordEvery(idle)) return Status();
   // A short write transaction of its own that never waits for the lock: a
   // connection's busy timeout is set aside for it (a custom busy handler
@@ -309,10 +332,58 @@ Status NoteRead(sqlite3* db, const std::string& name, bool no_busy_handler) {
 }
 
 Status EnforceRetention(sqlite3* db) {
-  // Three statements per ack: this runs in every ack that moves a position.
+  // This runs in every ack that moves a position: two short statements
+  // (kLookMetaSql, LookConsumersSql) when no consumer is lost, no byte
+  // limit is set and none is past a limit; else the full check below,
+  // which reads it all again.
+  // A database without __cdc_meta (an earlier version's) has no settings
+  // and no marks.
+  {
+    Stmt meta;
+    if (!meta.Prepare(db, kLookMetaSql).ok()) return Status();
+    int64_t limit[kSettingCount];
+    for (int i = 0; i < kSettingCount; i++) limit[i] = kSettings[i].def;
+    bool lost = false;
+    std::unordered_map<std::string, int64_t> read;  // read.<name>
+    int rc;
+    while ((rc = meta.Step()) == SQLITE_ROW) {
+      const std::string key = meta.Text(0);
+      if (key.compare(0, 5, "lost.") == 0) {
+        lost = true;
+      } else if (key.compare(0, 5, "read.") == 0) {
+        read[key.substr(5)] = meta.IsNull(1) ? 0 : meta.Int(1);
+      } else if (key.compare(0, 10, "retention.") == 0 && !meta.IsNull(1)) {
+        for (int i = 0; i < kSettingCount; i++) {
+          if (key.compare(10, std::string::npos, kSettings[i].key) == 0) limit[i] = meta.Int(1);
+        }
+      }
+    }
+    if (rc != SQLITE_DONE) return Status::FromDb(db, "retention");
+    meta = Stmt();
+    if (!lost && limit[kMaxLogRows] <= 0 && limit[kMaxLogBytes] <= 0 && limit[kMaxLag] <= 0 && limit[kIdle] <= 0) {
+      return Status();
+    }
+    bool past = lost || limit[kMaxLogBytes] > 0;
+    if (!past) {
+      Stmt st;
+      CDC_RETURN_IF_ERROR(st.Prepare(db, LookConsumersSql()));
+      while (!past && (rc = st.Step()) == SQLITE_ROW) {
+        const int64_t pos = st.Int(1), newest = st.Int(4), now = st.Int(5);
+        if (newest <= pos) continue;  // nothing pending: no limit applies
+        if (limit[kMaxLogRows] > 0 && newest - pos > limit[kMaxLogRows]) past = true;
+        if (limit[kMaxLag] > 0 && !st.IsNull(3) && now - st.Int(3) > limit[kMaxLag]) past = true;
+        if (limit[kIdle] > 0 && !st.IsNull(2)) {  // SQL's max() of a NULL is NULL: no idle time
+          auto it = read.find(st.Text(0));
+          const int64_t seen = std::max(st.Int(2), it == read.end() ? 0 : it->second);
+          if (now - seen > limit[kIdle]) past = true;
+        }
+      }
+      if (!past && rc != SQLITE_DONE) return Status::FromDb(db, "retention");
+    }
+    if (!past) return Status();
+  }
   // Lost consumers never hold the log back: their positions follow the
-  // newest change (reads of them fail before they use it). A database
-  // without __cdc_meta (an earlier version's) has no settings and no marks.
+  // newest change (reads of them fail before they use it).
   {
     Stmt follow;
     if (!follow.Prepare(db, kFollowSql).ok()) {

@@ -56,6 +56,11 @@ Status ForgetMarks(sqlite3* db, const std::string& name);
 // no_busy_handler: the connection has none). Errors are not reported: a
 // read that could not be recorded is recorded by a later one.
 Status NoteRead(sqlite3* db, const std::string& name, bool no_busy_handler);
+// NoteRead with what it would read given: `now` (Unix ms), the consumer's
+// last recorded read, ack or creation `seen`, the idle_timeout_ms setting
+// (-1: unset). cdc_poll reads them with the consumer's position.
+Status NoteReadKnown(sqlite3* db, const std::string& name, int64_t now, int64_t seen, int64_t idle_setting,
+                     bool no_busy_handler);
 // Before Prune deletes the log rows with ids <= upto: keeps the byte count
 // of max_log_bytes. In the caller's write transaction.
 Status AccountPrune(sqlite3* db, int64_t upto);

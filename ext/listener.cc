@@ -373,12 +373,19 @@ Status ReadBatch(Listener* l, std::vector<Event>* slots, size_t* count) {
   r.after = pos;
   r.limit = l->opt.batch;
   *count = 0;
-  LogCursor cur;
-  CDC_RETURN_IF_ERROR(cur.Open(l->db, r));
+  if (l->cursor_schema != l->schema_seen.schema_version) {
+    l->cursor.ForgetShapes();
+    l->cursor_schema = l->schema_seen.schema_version;
+  }
+  struct EndScan {  // before the read transaction ends, whatever happens
+    LogCursor& c;
+    ~EndScan() { c.EndScan(); }
+  } end{l->cursor};
+  CDC_RETURN_IF_ERROR(l->cursor.Reopen(l->db, r));
   for (;;) {
     if (*count == slots->size()) slots->emplace_back();
     bool have = false;
-    CDC_RETURN_IF_ERROR(cur.Next(&have, &(*slots)[*count]));
+    CDC_RETURN_IF_ERROR(l->cursor.Next(&have, &(*slots)[*count]));
     if (!have) return Status();
     ++*count;
   }

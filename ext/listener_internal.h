@@ -68,6 +68,10 @@ struct Listener {
   // allocates nothing per event (listener thread only).
   std::vector<Event> slots;
   SchemaSeen schema_seen;  // drift.cc's memory for `db` (listener thread only)
+  // The reads' cursor, which keeps the shapes it loaded from one read to the
+  // next while the schema stays as it was at cursor_schema (listener thread only).
+  LogCursor cursor;
+  int64_t cursor_schema = -1;
 
   // The acker (see the top of this file).
   sqlite3* ack_db = nullptr;  // its own connection (acker thread only)

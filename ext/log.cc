@@ -136,15 +136,34 @@ void LogCursor::ClearCont() {
   cont_.clear();
 }
 
-void LogCursor::Close() {
+void LogCursor::EndScan() {
   ClearCont();
   st_ = Stmt();
+}
+
+void LogCursor::ForgetShapes() {
   shapes_.clear();
   shape_ = nullptr;
+  shape_id_ = 0;
+}
+
+void LogCursor::Close() {
+  EndScan();
+  ForgetShapes();
 }
 
 Status LogCursor::Open(sqlite3* db, const ReadRange& range) {
   Close();
+  return Start(db, range);
+}
+
+Status LogCursor::Reopen(sqlite3* db, const ReadRange& range) {
+  EndScan();
+  if (db != db_) ForgetShapes();
+  return Start(db, range);
+}
+
+Status LogCursor::Start(sqlite3* db, const ReadRange& range) {
   db_ = db;
   range_ = range;
   emitted_ = 0;

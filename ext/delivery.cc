@@ -97,8 +97,7 @@ std::string ConsumerRowSql(RowFor use, bool meta) {
   sql += meta ? "(SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1)" : "NULL";
   sql += ", coalesce(c.created_ms, -1), ";
   if (use == RowFor::kAck) {
-    sql += "(SELECT coalesce(max(id), 0) FROM main.__cdc_log), "
-           "coalesce((SELECT id FROM main.__cdc_log WHERE id <= ?2 AND op <> 0 ORDER BY id DESC LIMIT 1), 0)";
+    sql += "(SELECT coalesce(max(id), 0) FROM main.__cdc_log), " CDC_EVENT_FLOOR_SQL("?2");
   } else if (meta) {
     sql += std::string(kNowMs) +
            ", max(coalesce(c.acked_ms, 0), coalesce(c.created_ms, 0), "

@@ -56,18 +56,6 @@ void EventJson(std::string* out, const Event& e) {
   }
 }
 
-Status EventFloor(sqlite3* db, int64_t x, int64_t* out) {
-  Stmt st;
-  CDC_RETURN_IF_ERROR(st.Prepare(
-      db, "SELECT id FROM main.__cdc_log WHERE id <= ?1 AND op <> 0 ORDER BY id DESC LIMIT 1"));
-  st.Bind(1, x);
-  int rc = st.Step();
-  if (rc == SQLITE_ROW) *out = st.Int(0);
-  else if (rc == SQLITE_DONE) *out = 0;
-  else return Status::FromDb(db, "read log");
-  return Status();
-}
-
 Status LogCursor::LoadShape(int64_t id, const Shape** out) {
   Stmt st;
   CDC_RETURN_IF_ERROR(st.Prepare(
@@ -172,11 +160,10 @@ Status LogCursor::Start(sqlite3* db, const ReadRange& range) {
   // captured tables while it steps (on the same connection) must not meet
   // its own new events, or "for each change, write a row" never ends. Both
   // bounds are computed once, before the first row (a rowid range): from
-  // the newest event at or before `after` (EventFloor: its continuation
-  // rows come before the next event) to the newest id now.
-  std::string sql =
-      "SELECT * FROM main.__cdc_log WHERE id > coalesce((SELECT id FROM main.__cdc_log WHERE id <= ?1 AND op <> 0 "
-      "ORDER BY id DESC LIMIT 1), 0) AND id <= min(?2, (SELECT coalesce(max(id), 0) FROM main.__cdc_log))";
+  // the newest event at or before `after` (its continuation rows come
+  // before the next event) to the newest id now.
+  std::string sql = "SELECT * FROM main.__cdc_log WHERE id > " CDC_EVENT_FLOOR_SQL("?1")
+                    " AND id <= min(?2, (SELECT coalesce(max(id), 0) FROM main.__cdc_log))";
   if (range.by_table) sql += " AND shape IN (SELECT id FROM main.__cdc_shapes WHERE tbl = ?3)";
   sql += " ORDER BY id";
   CDC_RETURN_IF_ERROR(st_.Prepare(db, sql));

@@ -93,8 +93,10 @@ class LogCursor {
 // false.
 Status ReadEvents(sqlite3* db, const ReadRange& range, const std::function<bool(const Event&)>& fn);
 
-// Id of the newest event row with id <= x (0 if none): where a scan for
-// "id > x" must start so that continuation rows come with their event.
-Status EventFloor(sqlite3* db, int64_t x, int64_t* out);
+// SQL: the id of the newest event row with id <= X (0 if none), X an SQL
+// parameter such as "?1": where a scan for "id > X" must start so that
+// continuation rows come with their event.
+#define CDC_EVENT_FLOOR_SQL(X) \
+  "coalesce((SELECT id FROM main.__cdc_log WHERE id <= " X " AND op <> 0 ORDER BY id DESC LIMIT 1), 0)"
 
 }  // namespace cdc

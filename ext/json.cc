@@ -41,6 +41,27 @@ const char kPairs[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+// Writes u's decimal digits so that they end at `end`, two at a time from
+// the last; returns where they start.
+char* DigitsBefore(char* end, uint64_t u) {
+  char* q = end;
+  while (u >= 100) {
+    const size_t d = static_cast<size_t>(u % 100) * 2;
+    u /= 100;
+    q -= 2;
+    q[0] = kPairs[d];
+    q[1] = kPairs[d + 1];
+  }
+  if (u >= 10) {
+    q -= 2;
+    q[0] = kPairs[u * 2];
+    q[1] = kPairs[u * 2 + 1];
+  } else {
+    *--q = static_cast<char>('0' + u);
+  }
+  return q;
+}
+
 }  // namespace
 
 void JsonString(std::string* out, const char* s, size_t n) {
@@ -108,21 +129,7 @@ char* JsonIntTo(char* p, int64_t v) {
   if (v < 0) *p++ = '-';
   const int t = ((64 - __builtin_clzll(u | 1)) * 1233) >> 12;  // floor(log10 u) or one more
   char* const end = p + t + (u >= kPow10u[t] || u == 0 ? 1 : 0);
-  char* q = end;
-  while (u >= 100) {
-    const size_t d = static_cast<size_t>(u % 100) * 2;
-    u /= 100;
-    q -= 2;
-    q[0] = kPairs[d];
-    q[1] = kPairs[d + 1];
-  }
-  if (u >= 10) {
-    q -= 2;
-    q[0] = kPairs[u * 2];
-    q[1] = kPairs[u * 2 + 1];
-  } else {
-    *--q = static_cast<char>('0' + u);
-  }
+  DigitsBefore(end, u);
   return end;
 }
 
@@ -218,22 +225,7 @@ char* ShortestDecimal(char* buf, double v) {
   if (n % 10 == 0) n /= 10, e += 1;
   char digits[20];
   char* const dend = digits + sizeof digits;
-  char* d = dend;
-  uint64_t r = n;
-  while (r >= 100) {
-    const size_t pair = static_cast<size_t>(r % 100) * 2;
-    r /= 100;
-    d -= 2;
-    d[0] = kPairs[pair];
-    d[1] = kPairs[pair + 1];
-  }
-  if (r >= 10) {
-    d -= 2;
-    d[0] = kPairs[r * 2];
-    d[1] = kPairs[r * 2 + 1];
-  } else {
-    *--d = static_cast<char>('0' + r);
-  }
+  char* const d = DigitsBefore(dend, n);
   const int s = static_cast<int>(dend - d);
   const int x = e + s - 1;  // the exponent of scientific form
   const int fixed = e >= 0 ? s + e : (x >= 0 ? s + 1 : s + 1 - x);

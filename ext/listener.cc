@@ -111,6 +111,22 @@ void Fail(Listener* l, const Status& why) {
   l->stop.Set();
 }
 
+unsigned WaitInterruptible(Combiner* signals, int64_t until, int stop_fd, sqlite3* db, bool* stopped,
+                           bool* interrupted) {
+  *stopped = false;
+  *interrupted = false;
+  for (;;) {
+    const int64_t now = signals->clock()->NowUs();
+    if (now >= until) return 0;
+    const unsigned mask = signals->Wait(std::min(until, now + kInterruptCheckUs), stop_fd, stopped);
+    if (mask || *stopped) return mask;
+    if (Interrupted(db)) {
+      *interrupted = true;
+      return 0;
+    }
+  }
+}
+
 int64_t BackoffUs(int attempt, int64_t max_ms) {
   int64_t ms = 10;
   for (int i = 0; i < attempt && ms < max_ms; i++) ms *= 2;
@@ -484,20 +500,17 @@ void Loop(Listener* l) {
     l->signals->AfterRead(found);
     SetState(l, "idle");
     bool stopped = false;
-    mask = 0;
     if (!l->sql_callback) {
       mask = l->signals->Wait(kNever, l->stop.fd(), &stopped);
     } else {
-      // cdc_serve: sqlite3_interrupt on the serving connection ends it. No
-      // signal tells of an interrupt: while idle, look every
-      // kInterruptCheckUs (a timeout here is not a read: the signals' timers
-      // run on); a batch delivered on an interrupted connection fails (CallSql).
-      while (mask == 0 && !stopped) {
-        mask = l->signals->Wait(l->signals->clock()->NowUs() + kInterruptCheckUs, l->stop.fd(), &stopped);
-        if (mask == 0 && !stopped && Interrupted(l->reg_db)) {
-          Fail(l, Status::Error("cdc_serve: interrupted", SQLITE_INTERRUPT));
-          stopped = true;
-        }
+      // cdc_serve: sqlite3_interrupt on the serving connection ends it
+      // while idle (a batch delivered on an interrupted connection fails:
+      // CallSql).
+      bool interrupted = false;
+      mask = WaitInterruptible(l->signals.get(), kNever, l->stop.fd(), l->reg_db, &stopped, &interrupted);
+      if (interrupted) {
+        Fail(l, Status::Error("cdc_serve: interrupted", SQLITE_INTERRUPT));
+        break;
       }
     }
     if (stopped) break;

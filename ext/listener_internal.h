@@ -130,6 +130,14 @@ int64_t BackoffUs(int attempt, int64_t max_ms);
 Status OpenOwn(sqlite3* like, const std::string& file, int flags, StopFlag* stop, sqlite3** out);
 // PRAGMA data_version on `db`, through the statement kept in `st`.
 Status DataVersion(Stmt* st, sqlite3* db, int64_t* v);
+// signals->Wait(until, stop_fd, stopped) for a call that blocks its
+// caller's connection `db` (cdc_wait, cdc_serve): it also ends, with
+// *interrupted set, when sqlite3_interrupt is in force on `db` (Python
+// interrupt(), Go's context cancellation, the shell's Ctrl-C). No signal
+// tells of an interrupt, so it looks every kInterruptCheckUs while nothing
+// wakes it; such a look is not a read (the signals' timers run on).
+unsigned WaitInterruptible(Combiner* signals, int64_t until, int stop_fd, sqlite3* db, bool* stopped,
+                           bool* interrupted);
 
 // The first re-checks after a wake are tens of microseconds apart (signals.h);
 // the default 50 us timer slack of a Linux thread would stretch each of them.

@@ -90,21 +90,12 @@ void SqlWait(sqlite3_context* ctx, int, sqlite3_value** argv) {
       }
       signals.AfterRead(false);
       if (clock->NowUs() >= until) break;
-      // sqlite3_interrupt on the caller's connection (Python interrupt(),
-      // Go's context cancellation, the shell's Ctrl-C) ends the wait: no
-      // signal tells of it, so look every kInterruptCheckUs while nothing
-      // wakes the wait (a timeout here is not a read: the signals' timers
-      // run on).
-      bool stopped = false;
-      unsigned mask = 0;
-      while (mask == 0 && clock->NowUs() < until) {
-        mask = signals.Wait(std::min(until, clock->NowUs() + kInterruptCheckUs), -1, &stopped);
-        if (mask == 0 && Interrupted(db)) {
-          st = Status::Error("cdc_wait: interrupted", SQLITE_INTERRUPT);
-          break;
-        }
+      bool stopped = false, interrupted = false;
+      WaitInterruptible(&signals, until, -1, db, &stopped, &interrupted);
+      if (interrupted) {
+        st = Status::Error("cdc_wait: interrupted", SQLITE_INTERRUPT);
+        break;
       }
-      if (!st.ok()) break;
     }
   }
   if (st.ok() && pending == 0) {

@@ -33,7 +33,6 @@ constexpr Setting kSettings[kSettingCount] = {
 const char kFollowSql[] =
     "UPDATE main.__cdc_consumers SET pos = (SELECT coalesce(max(id), 0) FROM main.__cdc_log) "
     "WHERE name IN (SELECT substr(key, 6) FROM main.__cdc_meta WHERE key >= 'lost.' AND key < 'lost/')";
-const char kSettingsSql[] = "SELECT key, value FROM main.__cdc_meta WHERE key >= 'retention.' AND key < 'retention/'";
 const char kMarkSql[] =
     "INSERT OR REPLACE INTO main.__cdc_meta(key, value) VALUES('lost.' || ?1, ?2 || ' (at ' || "
     "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') || ')')";
@@ -212,7 +211,7 @@ int64_t ReadRecordEvery(int64_t idle_ms) {
 
 void WarmRetention(sqlite3* db) {
   for (const std::string& sql : {std::string(kLookMetaSql), LookConsumersSql(), std::string(kFollowSql),
-                                 std::string(kSettingsSql), ConsumersSql(), std::string(kMarkSql),
+                                 ConsumersSql(), std::string(kMarkSql),
                                  std::string(kMoveSql), std::string(kLoadBytesSql), std::string(kSaveBytesSql),
                                  std::string(kOldestSql), std::string(kNewestSql), std::string(kUsedSql),
                                  std::string(kMeasureSql)}) {
@@ -335,14 +334,14 @@ Status EnforceRetention(sqlite3* db) {
   // This runs in every ack that moves a position: two short statements
   // (kLookMetaSql, LookConsumersSql) when no consumer is lost, no byte
   // limit is set and none is past a limit; else the full check below,
-  // which reads it all again.
+  // which reads the consumers again (the settings read here serve it).
   // A database without __cdc_meta (an earlier version's) has no settings
   // and no marks.
+  int64_t limit[kSettingCount];  // the settings, read once here for the full check too
+  for (int i = 0; i < kSettingCount; i++) limit[i] = kSettings[i].def;
   {
     Stmt meta;
     if (!meta.Prepare(db, kLookMetaSql).ok()) return Status();
-    int64_t limit[kSettingCount];
-    for (int i = 0; i < kSettingCount; i++) limit[i] = kSettings[i].def;
     bool lost = false;
     std::unordered_map<std::string, int64_t> read;  // read.<name>
     int rc;
@@ -390,21 +389,6 @@ Status EnforceRetention(sqlite3* db) {
       return Status();
     }
     if (follow.Step() != SQLITE_DONE) return Status::FromDb(db, "retention");
-  }
-  int64_t limit[kSettingCount];
-  for (int i = 0; i < kSettingCount; i++) limit[i] = kSettings[i].def;
-  {
-    Stmt get;
-    CDC_RETURN_IF_ERROR(get.Prepare(db, kSettingsSql));
-    int rc;
-    while ((rc = get.Step()) == SQLITE_ROW) {
-      const std::string key = get.Text(0).substr(10);
-      if (get.IsNull(1)) continue;
-      for (int i = 0; i < kSettingCount; i++) {
-        if (key == kSettings[i].key) limit[i] = get.Int(1);
-      }
-    }
-    if (rc != SQLITE_DONE) return Status::FromDb(db, "retention");
   }
   const int64_t max_rows = limit[kMaxLogRows], max_bytes = limit[kMaxLogBytes], max_lag = limit[kMaxLag],
                 idle = limit[kIdle];

@@ -46,31 +46,6 @@ std::string NoConsumer(const char* fn, const std::string& name) {
 
 }  // namespace
 
-Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, int64_t* pos) {
-  Stmt st;
-  // The hot path of poll, ack and wait: prepare first, and look at the schema
-  // only to explain a failure (no internal tables yet = no such consumer).
-  // With the consumer, whether retention invalidated it (retention.h); a
-  // database of an earlier version may have no __cdc_meta yet.
-  Status prep = st.Prepare(db, "SELECT pos, (SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1) "
-                               "FROM main.__cdc_consumers WHERE name = ?1");
-  if (!prep.ok() && (prep.code() & 0xff) == SQLITE_ERROR) {
-    prep = st.Prepare(db, "SELECT pos, NULL FROM main.__cdc_consumers WHERE name = ?1");
-  }
-  if (!prep.ok()) {
-    // Out of memory, an I/O error...: say so, not "no such consumer".
-    if ((prep.code() & 0xff) != SQLITE_ERROR) return prep;
-    return InternalTablesExist(db) ? prep : Status::Error(NoConsumer(fn, name));
-  }
-  st.Bind(1, name);
-  int rc = st.Step();
-  if (rc == SQLITE_DONE) return Status::Error(NoConsumer(fn, name));
-  if (rc != SQLITE_ROW) return Status::FromDb(db, fn);
-  if (!st.IsNull(1)) return Status::Error(LostError(fn, name, st.Text(1)));
-  *pos = st.Int(0);
-  return Status();
-}
-
 namespace {
 
 // One read of a consumer's row and what cdc_poll or an ack needs beside it,
@@ -90,21 +65,21 @@ struct ConsumerRow {
   int64_t now = 0, seen = 0, idle = -1;
 };
 
-enum class RowFor { kPoll, kAck };
+enum class RowFor { kPosition, kPoll, kAck };
 
 std::string ConsumerRowSql(RowFor use, bool meta) {
   std::string sql = "SELECT c.pos, ";
   sql += meta ? "(SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1)" : "NULL";
-  sql += ", coalesce(c.created_ms, -1), ";
+  sql += ", coalesce(c.created_ms, -1)";
   if (use == RowFor::kAck) {
-    sql += "(SELECT coalesce(max(id), 0) FROM main.__cdc_log), " CDC_EVENT_FLOOR_SQL("?2");
-  } else if (meta) {
-    sql += std::string(kNowMs) +
+    sql += ", (SELECT coalesce(max(id), 0) FROM main.__cdc_log), " CDC_EVENT_FLOOR_SQL("?2");
+  } else if (use == RowFor::kPoll && meta) {
+    sql += std::string(", ") + kNowMs +
            ", max(coalesce(c.acked_ms, 0), coalesce(c.created_ms, 0), "
            "coalesce((SELECT value FROM main.__cdc_meta WHERE key = 'read.' || ?1), 0)), "
            "coalesce((SELECT value FROM main.__cdc_meta WHERE key = 'retention.idle_timeout_ms'), -1)";
-  } else {
-    sql += "NULL, NULL, NULL";
+  } else if (use == RowFor::kPoll) {
+    sql += ", NULL, NULL, NULL";
   }
   return sql + " FROM main.__cdc_consumers AS c WHERE c.name = ?1";
 }
@@ -142,7 +117,7 @@ Status ReadConsumer(sqlite3* db, const char* fn, const std::string& name, RowFor
     if (use == RowFor::kAck) {
       row->newest = st->Int(3);
       row->floor = st->Int(4);
-    } else if (!st->IsNull(3)) {
+    } else if (use == RowFor::kPoll && !st->IsNull(3)) {
       row->have_meta = meta;
       row->now = st->Int(3);
       row->seen = st->Int(4);
@@ -162,6 +137,30 @@ Status RequireLive(const char* fn, const std::string& name, const ConsumerRow& r
 }
 
 }  // namespace
+
+Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, int64_t* pos) {
+  // The hot path of wait and of the readers' checks: one statement
+  // (ReadConsumer), the schema looked at only to explain a failure.
+  Stmt st;
+  ConsumerRow row;
+  CDC_RETURN_IF_ERROR(ReadConsumer(db, fn, name, RowFor::kPosition, 0, &st, &row));
+  CDC_RETURN_IF_ERROR(RequireLive(fn, name, row));
+  *pos = row.pos;
+  return Status();
+}
+
+Status ReadConsumerState(sqlite3* db, const char* fn, const std::string& name, ConsumerState* out) {
+  Stmt st;
+  ConsumerRow row;
+  CDC_RETURN_IF_ERROR(ReadConsumer(db, fn, name, RowFor::kPosition, 0, &st, &row));
+  *out = ConsumerState();
+  out->found = row.found;
+  out->pos = row.pos;
+  out->created = row.created;
+  out->lost = row.lost;
+  out->lost_reason = std::move(row.lost_reason);
+  return Status();
+}
 
 Status PendingCount(sqlite3* db, int64_t pos, int64_t* count) {
   Stmt st;

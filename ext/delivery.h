@@ -10,6 +10,19 @@ namespace cdc {
 // Position (last acked id) of consumer `name`; an error naming `fn` that says
 // how to add it when there is no such consumer.
 Status ConsumerPosition(sqlite3* db, const char* fn, const std::string& name, int64_t* pos);
+
+// Consumer `name`'s row as a reader that tells consumers apart needs it:
+// found is false when there is no such consumer (or no internal tables
+// yet); created is created_ms (-1 when NULL); lost (with why) when
+// retention invalidated it. Errors only for failed reads (named `fn`).
+struct ConsumerState {
+  bool found = false;
+  int64_t pos = 0;
+  int64_t created = -1;
+  bool lost = false;
+  std::string lost_reason;
+};
+Status ReadConsumerState(sqlite3* db, const char* fn, const std::string& name, ConsumerState* out);
 // Number of events after `pos`.
 Status PendingCount(sqlite3* db, int64_t pos, int64_t* count);
 // Moves `name` to `id` (clamped to the newest event <= id; ids below the

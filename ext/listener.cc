@@ -324,39 +324,21 @@ size_t Deliver(Listener* l, const Event* batch, size_t n) {
 // after cdc_teardown() and a new setup (whose ids start again at 1), is
 // another one: its created_ms differs, or its position went back.
 Status ReadConsumer(Listener* l, int64_t* pos, bool* same) {
-  Stmt st;
-  // With the consumer, whether retention invalidated it (retention.h), in
-  // one statement (as ConsumerPosition does): a database of an earlier
-  // version may have no __cdc_meta yet.
-  Status prep = st.Prepare(l->db,
-                           "SELECT pos, created_ms, (SELECT value FROM main.__cdc_meta WHERE key = 'lost.' || ?1) "
-                           "FROM main.__cdc_consumers WHERE name = ?1");
-  if (!prep.ok() && (prep.code() & 0xff) == SQLITE_ERROR) {
-    prep = st.Prepare(l->db, "SELECT pos, created_ms, NULL FROM main.__cdc_consumers WHERE name = ?1");
-  }
-  if (!prep.ok()) {
-    // Out of memory, an I/O error: retried, not taken for a dropped consumer.
-    if ((prep.code() & 0xff) != SQLITE_ERROR || InternalTablesExist(l->db)) return prep;
+  ConsumerState c;
+  CDC_RETURN_IF_ERROR(ReadConsumerState(l->db, "cdc_listen", l->name, &c));
+  if (!c.found) {  // dropped, or the internal tables are gone
     *same = false;
     return Status();
   }
-  st.Bind(1, l->name);
-  int rc = st.Step();
-  if (rc == SQLITE_DONE) {
-    *same = false;
-    return Status();
-  }
-  if (rc != SQLITE_ROW) return Status::FromDb(l->db, "cdc_listen");
-  *pos = st.Int(0);
-  const int64_t created = st.Int(1);
+  *pos = c.pos;
   if (!l->have_created) {
-    l->created_ms = created;
+    l->created_ms = c.created;
     l->have_created = true;
   }
-  *same = created == l->created_ms;
+  *same = c.created == l->created_ms;
   // Invalidated by retention: reading fails with why, and the acker, seeing
   // the listener retry, stops it with that error (StopIfLost).
-  if (!st.IsNull(2)) return Status::Error(LostError("cdc_listen", l->name, st.Text(2)));
+  if (c.lost) return Status::Error(LostError("cdc_listen", l->name, c.lost_reason));
   return Status();
 }
 

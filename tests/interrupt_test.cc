@@ -18,7 +18,6 @@ namespace {
 
 using cdctest::Db;
 using cdctest::TempDir;
-using Clock = std::chrono::steady_clock;
 
 void Prepare(Db& db) {
   db.Exec("PRAGMA journal_mode=WAL");
@@ -47,9 +46,7 @@ struct Call {
   }
   // Waits up to `seconds` for the call to return.
   bool ReturnsWithin(int seconds) {
-    const auto until = Clock::now() + std::chrono::seconds(seconds);
-    while (!done && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    return done;
+    return cdctest::Eventually([this] { return done.load(); }, seconds);
   }
   ~Call() {
     if (thread.joinable()) thread.join();
@@ -126,8 +123,7 @@ TEST(Interrupt, EndsCdcServeWithSqliteInterruptAndAnotherServeResumes) {
                              nullptr);
   Call call;
   call.Start(own.get(), "SELECT cdc_serve('c', 'on_changes')");
-  const auto until = Clock::now() + std::chrono::seconds(30);
-  while (Count(batches) < 1 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(cdctest::Eventually([&] { return Count(batches) >= 1; }, 30));
   ASSERT_EQ(Count(batches), 1u);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // idle: waiting for changes
   ASSERT_FALSE(call.done) << call.text;
@@ -145,16 +141,14 @@ TEST(Interrupt, EndsCdcServeWithSqliteInterruptAndAnotherServeResumes) {
   db.Exec("INSERT INTO t(v) VALUES('b')");
   Call again;
   again.Start(own.get(), "SELECT cdc_serve('c', 'on_changes')");
-  const auto until2 = Clock::now() + std::chrono::seconds(30);
   std::string last;
-  while (Clock::now() < until2) {
-    {
-      std::lock_guard<std::mutex> g(batches.mu);
-      last = batches.got.back();
-      if (last.find("\"v\":\"b\"") != std::string::npos) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  cdctest::Eventually(
+      [&] {
+        std::lock_guard<std::mutex> g(batches.mu);
+        last = batches.got.back();
+        return last.find("\"v\":\"b\"") != std::string::npos;
+      },
+      30);
   EXPECT_NE(last.find("\"v\":\"b\""), std::string::npos) << last;
   EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
   EXPECT_TRUE(again.ReturnsWithin(30));
@@ -199,8 +193,7 @@ TEST(Interrupt, DuringABatchEndsCdcServeBeforeTheNext) {
                              nullptr);
   Call again;
   again.Start(own.get(), "SELECT cdc_serve('c', 'on_changes')");
-  const auto until = Clock::now() + std::chrono::seconds(30);
-  while (Count(batches) < 2 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  cdctest::Eventually([&] { return Count(batches) >= 2; }, 30);
   EXPECT_EQ(db.One("SELECT cdc_unlisten('c')"), "1");
   EXPECT_TRUE(again.ReturnsWithin(30));
   again.thread.join();

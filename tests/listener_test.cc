@@ -30,14 +30,7 @@ using cdctest::TempDir;
 
 namespace {
 
-// Polls `pred` every millisecond for up to 20 s.
-bool Eventually(const std::function<bool()>& pred) {
-  for (int i = 0; i < 20000; i++) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
-}
+using cdctest::Eventually;
 
 // Records what a C callback receives.
 struct Recorder {

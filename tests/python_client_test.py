@@ -203,45 +203,34 @@ db.execute("INSERT INTO items(name) VALUES('late')")
         # Connection.interrupt() from another thread (sqlite3_interrupt) cuts
         # a blocking call short with OperationalError, and the connection
         # keeps working.
+        def interrupted(conn, sql):
+            """Runs sql on conn in a thread, interrupts it once it blocks; what it raised."""
+            box = {}
+
+            def run():
+                try:
+                    box["result"] = conn.execute(sql).fetchone()[0]
+                except sqlite3.OperationalError as e:
+                    box["error"] = str(e)
+
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            t.join(0.3)
+            self.assertTrue(t.is_alive(), box)
+            conn.interrupt()
+            t.join(60)
+            self.assertFalse(t.is_alive(), "%s was not cut short by interrupt()" % sql)
+            return box
+
         waiter = connect(self.path)
-        box = {}
-
-        def wait():
-            try:
-                box["n"] = waiter.execute("SELECT cdc_wait('py', 90000)").fetchone()[0]
-            except sqlite3.OperationalError as e:
-                box["error"] = str(e)
-
-        t = threading.Thread(target=wait, daemon=True)
-        t.start()
-        t.join(0.3)
-        self.assertTrue(t.is_alive(), box)
-        waiter.interrupt()
-        t.join(60)
-        self.assertFalse(t.is_alive(), "cdc_wait was not cut short by interrupt()")
-        self.assertEqual(box, {"error": "cdc_wait: interrupted"})
+        self.assertEqual(interrupted(waiter, "SELECT cdc_wait('py', 90000)"), {"error": "cdc_wait: interrupted"})
         self.assertEqual(waiter.execute("SELECT cdc_wait('py', 0)").fetchone()[0], 0)
         waiter.close()
 
         own = connect(self.path)
         got = []
         own.create_function("on_batch", 1, lambda batch: got.append(batch) or 1)
-        served = {}
-
-        def serve():
-            try:
-                served["n"] = own.execute("SELECT cdc_serve('py', 'on_batch')").fetchone()[0]
-            except sqlite3.OperationalError as e:
-                served["error"] = str(e)
-
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        t.join(0.3)
-        self.assertTrue(t.is_alive(), served)
-        own.interrupt()
-        t.join(60)
-        self.assertFalse(t.is_alive(), "cdc_serve was not cut short by interrupt()")
-        self.assertEqual(served, {"error": "cdc_serve: interrupted"})
+        self.assertEqual(interrupted(own, "SELECT cdc_serve('py', 'on_batch')"), {"error": "cdc_serve: interrupted"})
         status = json.loads(self.db.execute("SELECT cdc_status()").fetchone()[0])
         self.assertEqual(status["listeners"], [])
         own.close()

@@ -19,13 +19,7 @@ using Lines = std::vector<std::string>;
 
 namespace {
 
-bool Eventually(const std::function<bool()>& pred) {
-  for (int i = 0; i < 20000; i++) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
-}
+using cdctest::Eventually;
 
 void MakeTwoConsumers(Db& db) {
   db.Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v);"

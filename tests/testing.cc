@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace cdctest {
 
@@ -100,6 +102,14 @@ std::string Db::One(const std::string& sql) {
     return "";
   }
   return rows[0].substr(0, rows[0].find('|'));
+}
+
+bool Eventually(const std::function<bool()>& pred, int seconds) {
+  for (int i = 0; i < seconds * 1000; i++) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
 }
 
 std::string Shell(const std::string& db, const std::string& input, bool load) {

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,9 @@ class Db {
  private:
   sqlite3* db_ = nullptr;
 };
+
+// Polls `pred` every millisecond for up to `seconds`; whether it came true.
+bool Eventually(const std::function<bool()>& pred, int seconds = 20);
 
 // Runs the real sqlite3 shell on `db` with `input` on stdin; returns stdout+stderr.
 std::string Shell(const std::string& db, const std::string& input, bool load = true);

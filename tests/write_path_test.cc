@@ -169,13 +169,7 @@ TEST(LengthLimit, KnownGapAFewBytesUnderTheLimit) {
 
 namespace {
 
-bool Eventually(const std::function<bool()>& pred) {
-  for (int i = 0; i < 20000; i++) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
-}
+using cdctest::Eventually;
 
 std::atomic<int64_t> g_seen{0};
 int Count(void*, const cdc_change* c, int n) {
